@@ -1,0 +1,47 @@
+# framecast — every target is listed by `make help`.
+SHELL := /bin/bash
+GO ?= go
+export CGO_ENABLED ?= 0
+BIN := bin
+MODULES := shared services/producer services/gateway services/framecast integration
+FUZZTIME ?= 30s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build static binaries into bin/
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -o $(BIN)/ ./services/producer/cmd/... ./services/gateway/cmd/... ./services/framecast/cmd/...
+
+.PHONY: fmt-check
+fmt-check: ## fail when gofmt would change a file
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: vet
+vet: ## go vet every module
+	$(GO) vet work
+
+.PHONY: test
+test: fmt-check vet ## gofmt check, go vet, and go test -race over every module
+	CGO_ENABLED=1 $(GO) test -race -timeout 25m work
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
+	@set -e; for spec in $$(grep -rhoE --include='*_test.go' '^func (Fuzz[A-Za-z0-9_]*)' -l $(MODULES) | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -hoE '^func Fuzz[A-Za-z0-9_]*' $$spec/*_test.go | sed 's/func //'); do \
+	    echo "== $$spec $$f"; (cd $$spec && $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) .); \
+	  done; done
+
+.PHONY: bench
+bench: ## run the benchmarks (encoders; PIL side by side when /usr/bin/python3 has PIL)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./shared/encode/
+	FRAMECAST_BENCH_IMAGE=$(CURDIR)/$(BIN)/bench.rgb $(GO) test -run TestWriteBenchImage ./shared/encode/ -count=1
+	-/usr/bin/python3 bench/pil_encode.py $(CURDIR)/$(BIN)/bench.rgb
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf $(BIN)

@@ -1,0 +1,3 @@
+module github.com/framecast/framecast/services/gateway
+
+go 1.26.8

@@ -1,0 +1,51 @@
+// Package encode turns generated pixels into the encoded images that
+// framecast publishes, matching the seed ComfyUI node, which calls PIL's
+// save(format, quality=q, compress_level=1) on every image of a batch.
+//
+// # Pixels
+//
+// Raw input is 8-bit gray (1 channel), RGB (3) or RGBA (4), interleaved in
+// H,W,C order: one [Pixels] per image. A ComfyUI IMAGE tensor (float32,
+// B,H,W,C, values 0..1) is converted exactly as the seed converts it,
+// uint8(clip(255*x, 0, 255)): the product is taken in float32 and then
+// truncated, not rounded, so 1.0 → 255, 0.999 → 254, 0.5 → 127, values
+// below 0 → 0 and above 1 → 255. NaN becomes 0 (numpy leaves NaN→uint8
+// undefined; it is 0 on the x86 hosts the seed runs on). See [FromFloat32],
+// [FromFloat32LE], [SplitFloat32LE] and [SplitUint8].
+//
+// # Formats
+//
+//   - JPEG: image/jpeg at the requested quality (4:2:0 chroma, as PIL's
+//     default). JPEG has no alpha: the colour channels of an RGBA image are
+//     encoded as they are and alpha is dropped.
+//   - PNG: image/png with zlib's fastest level, as the seed's
+//     compress_level=1; quality is ignored. Go's flate at BestSpeed is not
+//     zlib level 1, so sizes differ from PIL's, but the pixels are exact.
+//   - WEBP, quality 1..99: lossy, quality honoured, by libwebp 1.4.0
+//     (github.com/gen2brain/webp v0.5.5), method 4 as PIL's default.
+//   - WEBP, quality 100: lossless (VP8L) by the pure-Go encoder
+//     github.com/HugoSmits86/nativewebp, so the decoded pixels are exact.
+//     This differs from the seed, where PIL's quality=100 is still lossy.
+//
+// # Why gen2brain/webp
+//
+// It is the real libwebp compiled to WebAssembly and run by wazero, a
+// pure-Go WebAssembly runtime: binaries stay static and need no cgo
+// (CGO_ENABLED=0 builds work, and the tests run there), while quality and
+// size behave as PIL's, which also calls libwebp. A pure-Go lossy VP8
+// encoder would not match PIL's quality scale.
+//
+// One caveat: in a dynamically linked binary (cgo enabled) gen2brain/webp
+// first tries to dlopen the system's libwebp.so and uses it if found. Build
+// with CGO_ENABLED=0 or -tags nodynamic to always use the embedded module.
+// The first WEBP encode or decode in a process compiles the WebAssembly
+// module once (a few hundred milliseconds on a small host); every later call
+// instantiates a fresh module instance from it, so calls share no mutable
+// state.
+//
+// # Concurrency
+//
+// Every function in this package is safe for concurrent use. [Batch] runs
+// its own workers and returns only after all of them have stopped. Nothing
+// here logs.
+package encode

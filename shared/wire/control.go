@@ -1,0 +1,83 @@
+package wire
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Control message types of the native protocol.
+const (
+	TypeHello = "hello"
+	TypeGap   = "gap"
+	TypeLive  = "live"
+	TypeError = "error"
+)
+
+// Close codes of both websocket endpoints.
+const (
+	// CloseGoingAway: the gateway drains; reconnect elsewhere with since.
+	CloseGoingAway = 1001
+	// ClosePolicy: authentication or authorization failed.
+	ClosePolicy = 1008
+	// CloseSlowClient: the client fell further behind than the gateway can
+	// hold and the stream could not catch it up; reconnect with since=<last
+	// seq seen>.
+	CloseSlowClient = 4008
+)
+
+// Control is a native control message (a text websocket message). Only the
+// fields of its Type are set.
+type Control struct {
+	Type string `json:"type"`
+
+	// hello
+	Gateway  string `json:"gateway,omitempty"`
+	OutputID string `json:"output_id,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
+	// Since is the sequence after which this connection's frames start.
+	Since *uint64 `json:"since,omitempty"`
+
+	// gap: frames From..To (inclusive) are past the stream's window.
+	From uint64 `json:"from,omitempty"`
+	To   uint64 `json:"to,omitempty"`
+
+	// live: replay has ended; Seq is the last sequence replayed (0 if none).
+	Seq *uint64 `json:"seq,omitempty"`
+
+	// error
+	Message string `json:"message,omitempty"`
+}
+
+// EncodeControl returns c as JSON.
+func EncodeControl(c Control) []byte {
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(fmt.Sprintf("wire: marshal control: %v", err))
+	}
+	return b
+}
+
+// DecodeControl parses a control message; it must have a type.
+func DecodeControl(b []byte) (Control, error) {
+	var c Control
+	if err := json.Unmarshal(b, &c); err != nil {
+		return Control{}, fmt.Errorf("%w: control message: %v", ErrMalformed, err)
+	}
+	if c.Type == "" {
+		return Control{}, fmt.Errorf("%w: control message has no type", ErrMalformed)
+	}
+	return c, nil
+}
+
+// Status is the seed's first message on a ComfyDeploy socket.
+func Status(sid string) []byte {
+	b, _ := json.Marshal(struct {
+		Event string `json:"event"`
+		Data  struct {
+			SID string `json:"sid"`
+		} `json:"data"`
+	}{Event: "status", Data: struct {
+		SID string `json:"sid"`
+	}{sid}})
+	return b
+}
