@@ -2,11 +2,18 @@
 SHELL := /bin/bash
 GO ?= go
 export CGO_ENABLED ?= 0
+# nodynamic: the WebP encoder (gen2brain/webp) runs libwebp under wazero and
+# never dlopens a system libwebp, so binaries are static and behave the same
+# everywhere.
+export GOFLAGS := -buildvcs=false -tags=nodynamic
 BIN := bin
 MODULES := shared services/producer services/gateway services/framecast integration
 FUZZTIME ?= 30s
 
 .DEFAULT_GOAL := help
+
+# Each area adds its own targets in mk/<area>.mk.
+-include mk/*.mk
 
 .PHONY: help
 help: ## list the targets

@@ -7,6 +7,7 @@ require (
 	github.com/gen2brain/webp v0.5.5
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
+	golang.org/x/image v0.48.0
 )
 
 require (
@@ -20,6 +21,6 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/tetratelabs/wazero v1.9.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 )

@@ -89,9 +89,11 @@ func encode(img image.Image, f frame.Format, quality int) ([]byte, error) {
 			return nil, fmt.Errorf("%w: %dx%d is over WEBP's limit of %d per side", ErrTooLarge, w, h, maxSideWEBP)
 		}
 		if quality == 100 {
+			// forWEBP also keeps *image.Paletted away from nativewebp, whose
+			// colour-indexed output libwebp cannot decode (v0.9.3).
 			// nativewebp ignores write errors; a bytes.Buffer has none, and
 			// the check below catches a stream it did not finish.
-			if err := nativewebp.Encode(&buf, img, nil); err != nil {
+			if err := nativewebp.Encode(&buf, forWEBP(img), nil); err != nil {
 				return nil, fmt.Errorf("encode lossless webp: %w", err)
 			}
 			if err := checkRIFF(buf.Bytes()); err != nil {
