@@ -1,0 +1,581 @@
+"""Tests for the framecast ComfyUI node against a real producer process.
+
+The producer is FRAMECAST_PRODUCER_BIN when set (``make test-comfyui``
+builds it), else it is built once with ``go build`` into a temporary
+directory. Each producer runs with embedded NATS and its own store.
+"""
+
+import http.client
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE_DIR = REPO / "comfyui"
+TOKEN = "secret"
+
+
+def load_package():
+    """Import comfyui/ the way ComfyUI imports a custom node directory."""
+    name = "framecast_comfyui"
+    spec = importlib.util.spec_from_file_location(
+        name, PACKAGE_DIR / "__init__.py", submodule_search_locations=[str(PACKAGE_DIR)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+pkg = load_package()
+nodes = sys.modules["framecast_comfyui.nodes"]
+publish = sys.modules["framecast_comfyui.publish"]
+
+
+class FakeTensor:
+    """Stands in for a torch tensor: the node only calls .cpu().numpy()."""
+
+    def __init__(self, array):
+        self.array = array
+        self.calls = []
+
+    def cpu(self):
+        self.calls.append("cpu")
+        return self
+
+    def numpy(self):
+        self.calls.append("numpy")
+        return self.array
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_built_dir = None
+
+
+def producer_binary():
+    """Path of the producer binary: FRAMECAST_PRODUCER_BIN, or one built now."""
+    global _built_dir
+    path = os.environ.get("FRAMECAST_PRODUCER_BIN")
+    if path:
+        return path
+    if _built_dir is None:
+        _built_dir = tempfile.mkdtemp(prefix="framecast-producer-bin-")
+        env = dict(os.environ, CGO_ENABLED="0")
+        subprocess.run(
+            ["go", "build", "-o", os.path.join(_built_dir, "producer"), "./services/producer/cmd/producer"],
+            cwd=REPO, env=env, check=True,
+        )
+    return os.path.join(_built_dir, "producer")
+
+
+def _die_with_parent():
+    """Ask Linux to stop the producer when the test process dies."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Producer:
+    """A producer process with embedded NATS on free ports and a temporary store.
+
+    With embedded=False it gets a NATS URL nothing listens on, so it serves
+    HTTP but never becomes ready; it is awaited on /healthz instead.
+    """
+
+    def __init__(self, *extra_args, embedded=True):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.dir = tempfile.mkdtemp(prefix="framecast-producer-")
+        self.log_path = os.path.join(self.dir, "producer.log")
+        args = [
+            producer_binary(),
+            "--listen", f"127.0.0.1:{self.port}",
+            "--nats-url", f"nats://127.0.0.1:{free_port()}",
+            *(["--embedded-nats", "--store-dir", os.path.join(self.dir, "store")] if embedded else []),
+            *extra_args,
+        ]
+        self.ready_path = "/readyz" if embedded else "/healthz"
+        self.log = open(self.log_path, "wb")
+        # Empty FRAMECAST_* variables so the caller's environment cannot
+        # change the producer's configuration.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FRAMECAST_")}
+        self.proc = subprocess.Popen(
+            args, stdout=self.log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
+        )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self):
+        # A bound so a broken producer fails the run instead of hanging it;
+        # readiness itself is awaited by polling, not by a fixed sleep.
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"producer exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                with urllib.request.urlopen(self.url + self.ready_path, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError, http.client.HTTPException):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"producer at {self.url} not ready:\n{self.output()}")
+            time.sleep(0.05)
+
+    def metric(self, series):
+        """The value of one series of the producer's /metrics, 0 when absent."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        for line in text.splitlines():
+            name, _, value = line.rpartition(" ")
+            if name == series:
+                return float(value)
+        return 0.0
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class EnvMixin:
+    """Sets FRAMECAST_* for one test and restores the environment after."""
+
+    def set_env(self, **values):
+        saved = {k: v for k, v in os.environ.items() if k.startswith("FRAMECAST_")}
+
+        def restore():
+            for k in [k for k in os.environ if k.startswith("FRAMECAST_")]:
+                del os.environ[k]
+            os.environ.update(saved)
+
+        self.addCleanup(restore)
+        for k in [k for k in os.environ if k.startswith("FRAMECAST_")]:
+            del os.environ[k]
+        os.environ.update(values)
+
+
+open_producer = None
+token_producer = None
+
+
+def setUpModule():
+    global open_producer, token_producer
+    open_producer = Producer()
+    token_producer = Producer("--token", TOKEN)
+
+
+def tearDownModule():
+    for p in (open_producer, token_producer):
+        if p is not None:
+            p.stop()
+    if _built_dir is not None:
+        shutil.rmtree(_built_dir, ignore_errors=True)
+
+
+def ramp(batch, height, width, channels, dtype=np.float32):
+    """A deterministic image batch with values across 0..1 (or 0..255)."""
+    n = batch * height * width * channels
+    x = np.linspace(0.0, 1.0, n, dtype=np.float64).reshape(batch, height, width, channels)
+    if dtype == np.uint8:
+        return (x * 255).astype(np.uint8)
+    return x.astype(dtype)
+
+
+class NodeDefinitionTest(unittest.TestCase):
+    def test_mappings(self):
+        self.assertIs(pkg.NODE_CLASS_MAPPINGS["FramecastImageOutput"], nodes.FramecastImageOutput)
+        got = pkg.NODE_DISPLAY_NAME_MAPPINGS["FramecastImageOutput"]
+        self.assertEqual(got, "Image Websocket Output (framecast)")
+
+    def test_inputs_are_the_seeds(self):
+        got = nodes.FramecastImageOutput.INPUT_TYPES()
+        want = {
+            "required": {
+                "output_id": ("STRING", {"multiline": False, "default": "output_id"}),
+                "images": ("IMAGE",),
+                "file_type": (["WEBP", "PNG", "JPEG"],),
+                "quality": ("INT", {"default": 80, "min": 1, "max": 100, "step": 1}),
+            },
+            "optional": {
+                "client_id": ("STRING", {"multiline": False, "default": ""}),
+            },
+        }
+        self.assertEqual(got, want)
+
+    def test_node_attributes(self):
+        cls = nodes.FramecastImageOutput
+        self.assertIs(cls.OUTPUT_NODE, True)
+        self.assertEqual(cls.RETURN_TYPES, ())
+        self.assertTrue(callable(getattr(cls(), cls.FUNCTION)))
+        self.assertTrue(cls.CATEGORY)
+
+
+class ValidationTest(EnvMixin, unittest.TestCase):
+    """Bad inputs fail before any connection is made."""
+
+    def setUp(self):
+        # A listening socket that never accepts: a connection attempt would
+        # sit in its backlog, where the test looks for it afterwards.
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.listener.setblocking(False)
+        self.addCleanup(self.listener.close)
+        port = self.listener.getsockname()[1]
+        self.set_env(FRAMECAST_PRODUCER_URL=f"http://127.0.0.1:{port}", FRAMECAST_TIMEOUT="5")
+
+    def assert_not_contacted(self):
+        try:
+            conn, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        conn.close()
+        self.fail("got a connection to the producer; want none")
+
+    def test_run_rejects(self):
+        good = FakeTensor(ramp(1, 2, 2, 3))
+        cases = [
+            ("25-byte output_id", dict(output_id="a" * 25), "output_id size is greater than 24 bytes"),
+            ("non-ASCII output_id", dict(output_id="caf\u00e9"), "output_id is not ASCII encodable"),
+            ("long non-ASCII output_id", dict(output_id="\u00e9" * 30), "output_id is not ASCII encodable"),
+            ("empty output_id", dict(output_id=""), "output_id is empty; it must be 1..24 bytes of printable ASCII"),
+            ("control character in output_id", dict(output_id="a\nb"),
+             "output_id contains control character 0x0A at offset 1; allowed: printable ASCII 0x20-0x7E"),
+            ("non-ASCII client_id", dict(client_id="\u00fc"),
+             "client_id is not ASCII encodable; allowed: 0..128 bytes of printable ASCII"),
+            ("129-byte client_id", dict(client_id="c" * 129), "client_id size is greater than 128 bytes (got 129)"),
+            ("control character in client_id", dict(client_id="\x7f"),
+             "client_id contains control character 0x7F at offset 0; allowed: printable ASCII 0x20-0x7E"),
+            ("file_type GIF", dict(file_type="GIF"), "file_type 'GIF' is not supported; allowed: WEBP, PNG, JPEG"),
+            ("quality 0", dict(quality=0), "quality 0 is not allowed; it must be an integer 1..100"),
+            ("quality 101", dict(quality=101), "quality 101 is not allowed; it must be an integer 1..100"),
+            ("quality not an integer", dict(quality=8.5), "quality 8.5 is not allowed; it must be an integer 1..100"),
+            ("2 channels", dict(images=FakeTensor(np.zeros((1, 2, 2, 2), np.float32))),
+             "images has 2 channels (shape (1, 2, 2, 2)); allowed: 1, 3, 4"),
+            ("rank 2", dict(images=np.zeros((2, 2), np.float32)),
+             "images has shape (2, 2); allowed: [batch, height, width, channels]"),
+            ("zero width", dict(images=np.zeros((1, 2, 0, 3), np.float32)),
+             "images has shape (1, 2, 0, 3); width and height must be at least 1"),
+            ("int32 elements", dict(images=np.zeros((1, 2, 2, 3), np.int32)),
+             "images has element type int32; allowed: float (0..1) or uint8 (0..255)"),
+        ]
+        for name, change, want in cases:
+            with self.subTest(name):
+                kwargs = dict(output_id="out", images=good, file_type="WEBP", quality=80, client_id="")
+                kwargs.update(change)
+                with self.assertRaises(ValueError) as ctx:
+                    nodes.FramecastImageOutput().run(**kwargs)
+                self.assertEqual(str(ctx.exception), want)
+        self.assert_not_contacted()
+
+    def test_validate_inputs(self):
+        v = nodes.FramecastImageOutput.VALIDATE_INPUTS
+        cases = [
+            ("valid", dict(output_id="out", file_type="PNG", quality=1, client_id="c"), True),
+            ("linked inputs left out", dict(), True),
+            ("25-byte output_id", dict(output_id="x" * 25), "output_id size is greater than 24 bytes"),
+            ("non-ASCII output_id", dict(output_id="\u4f60\u597d"), "output_id is not ASCII encodable"),
+            ("bad file_type", dict(file_type="BMP"), "file_type 'BMP' is not supported; allowed: WEBP, PNG, JPEG"),
+            ("bad quality", dict(quality=0), "quality 0 is not allowed; it must be an integer 1..100"),
+            ("bad client_id", dict(client_id="\u00e9"),
+             "client_id is not ASCII encodable; allowed: 0..128 bytes of printable ASCII"),
+        ]
+        for name, kwargs, want in cases:
+            with self.subTest(name):
+                got = v(**kwargs)
+                self.assertEqual(got, want)
+        self.assert_not_contacted()
+
+    def test_settings_from_env(self):
+        cases = [
+            ("timeout not a number", dict(FRAMECAST_TIMEOUT="soon"),
+             "FRAMECAST_TIMEOUT 'soon' is not a number; it must be a positive number of seconds"),
+            ("timeout zero", dict(FRAMECAST_TIMEOUT="0"),
+             "FRAMECAST_TIMEOUT 0.0 is not allowed; it must be a positive number of seconds"),
+            ("max body not an integer", dict(FRAMECAST_MAX_BODY_BYTES="64M"),
+             "FRAMECAST_MAX_BODY_BYTES '64M' is not an integer; it must be a positive number of bytes"),
+            ("max body negative", dict(FRAMECAST_MAX_BODY_BYTES="-1"),
+             "FRAMECAST_MAX_BODY_BYTES -1 is not allowed; it must be a positive number of bytes"),
+            ("URL without scheme", dict(FRAMECAST_PRODUCER_URL="127.0.0.1:8081"),
+             "FRAMECAST_PRODUCER_URL '127.0.0.1:8081' is not a valid URL; "
+             "allowed: http:// or https:// with a host, e.g. http://127.0.0.1:8081"),
+            ("URL with query", dict(FRAMECAST_PRODUCER_URL="http://h/?a=1"),
+             "FRAMECAST_PRODUCER_URL 'http://h/?a=1' has a query or fragment; allowed: scheme://host[:port][/path]"),
+        ]
+        for name, env, want in cases:
+            with self.subTest(name):
+                with self.assertRaises(ValueError) as ctx:
+                    publish.Settings.from_env(env)
+                self.assertEqual(str(ctx.exception), want)
+        got = publish.Settings.from_env({})
+        self.assertEqual(
+            (got.url, got.token, got.timeout, got.max_body_bytes), ("http://127.0.0.1:8081", "", 30.0, 64 << 20)
+        )
+        got = publish.Settings.from_env({
+            "FRAMECAST_PRODUCER_URL": "https://p.example/base/", "FRAMECAST_TOKEN": "t",
+            "FRAMECAST_TIMEOUT": "2.5", "FRAMECAST_MAX_BODY_BYTES": "1000",
+        })
+        self.assertEqual((got.url, got.token, got.timeout, got.max_body_bytes), ("https://p.example/base", "t", 2.5, 1000))
+
+    def test_url(self):
+        s = publish.Settings("http://h:1/")
+        got = publish.images_url(s, "a/b c?", "", "WEBP", 80, (2, 3, 4, 3), np.dtype(np.float32))
+        want = ("http://h:1/v1/outputs/a%2Fb%20c%3F/images?client_id=&file_type=webp&quality=80"
+                "&width=4&height=3&channels=3&dtype=float32&batch=2")
+        self.assertEqual(got, want)
+
+    def test_empty_batch_publishes_nothing(self):
+        got = nodes.FramecastImageOutput().run("out", np.zeros((0, 4, 4, 3), np.float32), "WEBP", 80)
+        self.assertEqual(got, {"ui": {"framecast": []}})
+        self.assert_not_contacted()
+
+
+class PublishTest(EnvMixin, unittest.TestCase):
+    """The node against a running producer."""
+
+    def setUp(self):
+        self.set_env(FRAMECAST_PRODUCER_URL=open_producer.url, FRAMECAST_TIMEOUT="20")
+
+    def check_frames(self, frames, n, width, height, content_type, output_id, client_id):
+        self.assertEqual(len(frames), n, f"frames: {frames}")
+        seqs = [f["seq"] for f in frames]
+        self.assertEqual(seqs, sorted(set(seqs)), "seqs not strictly increasing")
+        for i, f in enumerate(frames):
+            got = (f["batch_index"], f["width"], f["height"], f["content_type"], f["output_id"], f["client_id"])
+            want = (i, width, height, content_type, output_id, client_id)
+            self.assertEqual(got, want)
+            self.assertGreater(f["bytes"], 0)
+
+    def test_float32_batch(self):
+        cases = [
+            ("WEBP", "image/webp"),
+            ("PNG", "image/png"),
+            ("JPEG", "image/jpeg"),
+        ]
+        for file_type, content_type in cases:
+            with self.subTest(file_type):
+                tensor = FakeTensor(ramp(2, 24, 32, 3))
+                got = nodes.FramecastImageOutput().run("float-out", tensor, file_type, 80, client_id="c-1")
+                self.assertEqual(tensor.calls, ["cpu", "numpy"])
+                self.check_frames(got["ui"]["framecast"], 2, 32, 24, content_type, "float-out", "c-1")
+
+    def test_uint8_batch(self):
+        got = nodes.FramecastImageOutput().run("u8-out", FakeTensor(ramp(3, 5, 7, 4, np.uint8)), "PNG", 80)
+        self.check_frames(got["ui"]["framecast"], 3, 7, 5, "image/png", "u8-out", "")
+
+    def test_float32_converted_as_the_seed_does(self):
+        # PNG is lossless, so the producer's float32 conversion equals the
+        # seed's uint8(clip(255*x, 0, 255)) when both encode to the same size.
+        rng = np.random.default_rng(1)
+        x = rng.uniform(-0.2, 1.2, size=(1, 16, 16, 3)).astype(np.float32)
+        x[0, 0, :6, 0] = [0.0, 1.0, 1 / 255, 0.5, 254.5 / 255, np.float32(1) - np.float32(1e-7)]
+        seed = np.clip(255.0 * x, 0, 255).astype(np.uint8)
+        got = publish.publish(x, "conv-out", file_type="PNG")["frames"][0]["bytes"]
+        want = publish.publish(seed, "conv-out", file_type="PNG")["frames"][0]["bytes"]
+        self.assertEqual(got, want)
+
+    def test_shapes(self):
+        cases = [
+            ("grey", np.full((1, 9, 6, 1), 0.5, np.float32), 6, 9),
+            ("single image without batch axis", ramp(1, 8, 8, 3)[0], 8, 8),
+            ("float64 converted to float32", ramp(1, 4, 5, 3, np.float64), 5, 4),
+            ("strided view", ramp(1, 8, 10, 3)[:, ::2, ::2, :], 5, 4),
+        ]
+        for name, images, width, height in cases:
+            with self.subTest(name):
+                got = nodes.FramecastImageOutput().run("shape-out", images, "PNG", 80, "")
+                self.check_frames(got["ui"]["framecast"], 1, width, height, "image/png", "shape-out", "")
+
+    def test_output_id_needing_escapes(self):
+        output_id = "a.b/c d%~*>"
+        got = nodes.FramecastImageOutput().run(output_id, ramp(1, 4, 4, 3), "WEBP", 50, "x.y")
+        self.check_frames(got["ui"]["framecast"], 1, 4, 4, "image/webp", output_id, "x.y")
+
+    def test_large_batch_in_several_requests(self):
+        # 6x6x3 float32 is 432 bytes per image: 1000 bytes fit 2 images.
+        self.set_env(FRAMECAST_PRODUCER_URL=open_producer.url, FRAMECAST_TIMEOUT="20",
+                     FRAMECAST_MAX_BODY_BYTES="1000")
+        before = open_producer.metric('framecast_producer_requests_total{code="200"}')
+        got = nodes.FramecastImageOutput().run("split-out", ramp(5, 6, 6, 3), "PNG", 80, "")
+        self.check_frames(got["ui"]["framecast"], 5, 6, 6, "image/png", "split-out", "")
+        requests = open_producer.metric('framecast_producer_requests_total{code="200"}') - before
+        self.assertEqual(requests, 3)
+
+    def test_same_idempotency_key_publishes_once(self):
+        images = ramp(2, 6, 6, 3)
+        first = publish.publish(images, "idem-out", "", "PNG", 80, idempotency_key="key-1")
+        second = publish.publish(images, "idem-out", "", "PNG", 80, idempotency_key="key-1")
+        third = publish.publish(images, "idem-out", "", "PNG", 80, idempotency_key="key-2")
+        seqs = lambda a: [f["seq"] for f in a["frames"]]
+        self.assertEqual(seqs(second), seqs(first))
+        self.assertGreater(min(seqs(third)), max(seqs(first)))
+
+
+class DropFirstResponseProxy:
+    """Forwards HTTP requests to a producer; for the first one it drops the
+    connection after the producer answered, as a network failure would."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.dropped = []  # the answers the client never saw
+        self.requests = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self._handle(conn)
+
+    def _handle(self, conn):
+        f = conn.makefile("rb")
+        request_line = f.readline().decode()
+        headers = {}
+        while True:
+            line = f.readline().decode()
+            if line in ("\r\n", "\n", ""):
+                break
+            k, v = line.split(":", 1)
+            headers[k.strip()] = v.strip()
+        body = f.read(int(headers.get("Content-Length", "0")))
+        method, target, _ = request_line.split(" ", 2)
+        up = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=20)
+        up.request(method, target, body=body, headers=headers)
+        resp = up.getresponse()
+        data = resp.read()
+        up.close()
+        self.requests += 1
+        if self.requests == 1:
+            self.dropped.append(json.loads(data))
+            return
+        out = [f"HTTP/1.1 {resp.status} {resp.reason}\r\n"]
+        for k, v in resp.getheaders():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                out.append(f"{k}: {v}\r\n")
+        out.append(f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n")
+        conn.sendall("".join(out).encode() + data)
+
+    def close(self):
+        # shutdown wakes the accept() of the serving thread; close alone does not.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(10)
+        if self.thread.is_alive():
+            raise RuntimeError("proxy thread did not end")
+
+
+class RetryTest(EnvMixin, unittest.TestCase):
+    def test_retry_after_lost_answer_publishes_once(self):
+        proxy = DropFirstResponseProxy(open_producer.port)
+        self.addCleanup(proxy.close)
+        self.set_env(FRAMECAST_PRODUCER_URL=proxy.url, FRAMECAST_TIMEOUT="20")
+        got = nodes.FramecastImageOutput().run("retry-out", ramp(2, 4, 4, 3), "PNG", 80, "")
+        self.assertEqual(proxy.requests, 2)
+        seqs = [f["seq"] for f in got["ui"]["framecast"]]
+        want = [f["seq"] for f in proxy.dropped[0]["frames"]]
+        self.assertEqual(seqs, want)
+
+
+class FailureTest(EnvMixin, unittest.TestCase):
+    def test_producer_refuses_without_token(self):
+        self.set_env(FRAMECAST_PRODUCER_URL=token_producer.url, FRAMECAST_TIMEOUT="20")
+        with self.assertRaises(publish.ProducerError) as ctx:
+            nodes.FramecastImageOutput().run("auth-out", ramp(1, 4, 4, 3), "WEBP", 80, "")
+        err = ctx.exception
+        self.assertEqual(err.status, 401)
+        self.assertTrue(err.code, "no error code parsed from the body")
+        self.assertTrue(err.message, "no error message parsed from the body")
+        want = (f"framecast producer refused POST {token_producer.url}/v1/outputs/auth-out/images: "
+                f"HTTP 401 {err.code}: {err.message} (set FRAMECAST_TOKEN to a token the producer accepts)")
+        self.assertEqual(str(err), want)
+
+    def test_wrong_token(self):
+        self.set_env(FRAMECAST_PRODUCER_URL=token_producer.url, FRAMECAST_TOKEN="wrong", FRAMECAST_TIMEOUT="20")
+        with self.assertRaises(publish.ProducerError) as ctx:
+            nodes.FramecastImageOutput().run("auth-out", ramp(1, 4, 4, 3), "WEBP", 80, "")
+        self.assertIn(ctx.exception.status, (401, 403))
+        self.assertIn("set FRAMECAST_TOKEN", str(ctx.exception))
+
+    def test_token_accepted(self):
+        self.set_env(FRAMECAST_PRODUCER_URL=token_producer.url, FRAMECAST_TOKEN=TOKEN, FRAMECAST_TIMEOUT="20")
+        got = nodes.FramecastImageOutput().run("auth-out", ramp(1, 4, 4, 3), "WEBP", 80, "")
+        self.assertEqual(len(got["ui"]["framecast"]), 1)
+
+    def test_broker_unavailable(self):
+        # The producer answers 503 with Retry-After; the node retries once
+        # with the same key, then fails naming the status and code.
+        producer = Producer(embedded=False)
+        self.addCleanup(producer.stop)
+        self.set_env(FRAMECAST_PRODUCER_URL=producer.url, FRAMECAST_TIMEOUT="20")
+        with self.assertRaises(publish.ProducerError) as ctx:
+            nodes.FramecastImageOutput().run("down-out", ramp(1, 4, 4, 3), "WEBP", 80, "")
+        err = ctx.exception
+        self.assertEqual((err.status, err.code), (503, "broker_unavailable"))
+        want_prefix = f"framecast producer refused POST {producer.url}/v1/outputs/down-out/images: HTTP 503 broker_unavailable: "
+        self.assertTrue(str(err).startswith(want_prefix), f"got {str(err)!r}; want prefix {want_prefix!r}")
+        self.assertRegex(str(err), r"\(retry after \d+ s\)$")
+        self.assertEqual(producer.metric('framecast_producer_requests_total{code="503"}'), 2)
+
+    def test_unreachable_producer(self):
+        url = f"http://127.0.0.1:{free_port()}"
+        self.set_env(FRAMECAST_PRODUCER_URL=url, FRAMECAST_TIMEOUT="5")
+        with self.assertRaises(publish.ProducerError) as ctx:
+            nodes.FramecastImageOutput().run("gone-out", ramp(1, 4, 4, 3), "WEBP", 80, "")
+        err = ctx.exception
+        self.assertIsNone(err.status)
+        want_prefix = f"framecast producer at {url} is unreachable (POST {url}/v1/outputs/gone-out/images, 2 attempts): "
+        self.assertTrue(str(err).startswith(want_prefix), f"got {str(err)!r}; want prefix {want_prefix!r}")
+        self.assertIn("Connection refused", str(err))
+        self.assertTrue(str(err).endswith("; check FRAMECAST_PRODUCER_URL and that the producer runs"))
+
+
+if __name__ == "__main__":
+    unittest.main()
