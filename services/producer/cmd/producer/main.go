@@ -1,0 +1,125 @@
+// Command producer runs framecast's ingest HTTP API (package producer).
+// Every flag has a FRAMECAST_* environment variable, e.g. --nats-url and
+// FRAMECAST_NATS_URL.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/peterbourgon/ff/v3"
+
+	"github.com/framecast/framecast/services/producer"
+	"github.com/framecast/framecast/shared/natsembed"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "producer:", err)
+		os.Exit(1)
+	}
+}
+
+// tokens is a flag that may repeat and takes comma-separated lists.
+type tokens []string
+
+func (t *tokens) String() string { return strings.Join(*t, ",") }
+
+func (t *tokens) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*t = append(*t, s)
+		}
+	}
+	return nil
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("producer", flag.ContinueOnError)
+	var (
+		cfg      producer.Config
+		toks     tokens
+		listen   = fs.String("listen", ":8081", "HTTP listen address")
+		embedded = fs.Bool("embedded-nats", false, "start an embedded NATS server with JetStream on --nats-url's host:port")
+		storeDir = fs.String("store-dir", "", "JetStream storage of the embedded NATS server (default: a new temporary directory)")
+		level    = fs.String("log-level", "info", "log level: debug, info, warn, error")
+	)
+	fs.StringVar(&cfg.NATSURL, "nats-url", producer.DefaultNATSURL, "NATS URL, comma-separated for a cluster")
+	fs.DurationVar(&cfg.Stream.MaxAge, "stream-max-age", 0, "replay window of the OUTPUTS stream (default 15m)")
+	fs.Int64Var(&cfg.Stream.MaxBytes, "stream-max-bytes", 0, "size bound of the OUTPUTS stream in bytes (default 1 GiB)")
+	fs.IntVar(&cfg.Stream.Replicas, "stream-replicas", 0, "replicas of the OUTPUTS stream, 1..5 (default 1)")
+	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", producer.DefaultMaxBodyBytes, "largest accepted request body in bytes")
+	fs.Var(&toks, "token", "accepted bearer token; repeat or comma-separate; none disables auth")
+	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("FRAMECAST")); err != nil {
+		return err
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("--log-level %q: allowed: debug, info, warn, error", *level)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	cfg.Logger, cfg.Tokens = log, toks
+	if len(toks) == 0 {
+		log.Warn("no --token set: anyone who reaches the port can publish")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	if *embedded {
+		u, err := url.Parse(strings.Split(cfg.NATSURL, ",")[0])
+		if err != nil || u.Hostname() == "" {
+			return fmt.Errorf("--nats-url %q: want nats://host:port", cfg.NATSURL)
+		}
+		port, err := strconv.Atoi(u.Port())
+		if err != nil {
+			port = 4222
+		}
+		ns, err := natsembed.Start(natsembed.Config{Name: "framecast-producer", Host: u.Hostname(), Port: port, StoreDir: *storeDir})
+		if err != nil {
+			return err
+		}
+		defer ns.WaitForShutdown()
+		defer ns.Shutdown()
+		log.Info("embedded nats started", "url", ns.ClientURL())
+	}
+
+	srv, err := producer.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	fmt.Printf("producer listening on http://%s\n", ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,111 @@
+package producer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/framecast/framecast/shared/stream"
+)
+
+// ErrInvalidConfig is wrapped by every error New returns about its Config.
+var ErrInvalidConfig = errors.New("invalid producer config")
+
+// Defaults of Config's zero fields.
+const (
+	DefaultNATSURL        = "nats://127.0.0.1:4222"
+	DefaultMaxBodyBytes   = 64 << 20
+	DefaultPublishTimeout = 5 * time.Second
+	DefaultReconnectWait  = time.Second
+	DefaultRetryAfter     = 2 * time.Second
+)
+
+// Config configures a Server. The zero value is the development default:
+// NATS on 127.0.0.1:4222, the default stream, 64 MiB bodies, no auth.
+type Config struct {
+	// NATSURL is one NATS URL or a comma-separated list of a cluster's
+	// URLs; default DefaultNATSURL.
+	NATSURL string
+	// Stream is the OUTPUTS stream the server ensures after each connect.
+	Stream stream.Config
+	// MaxBodyBytes bounds a request body; larger requests get 413. Default
+	// 64 MiB. A raw float32 batch needs 16 bytes per RGBA pixel.
+	MaxBodyBytes int64
+	// Tokens are the accepted static bearer tokens. Empty disables auth:
+	// anyone who reaches the port can publish.
+	Tokens []string
+	// PublishTimeout bounds the acknowledgement of each frame; default 5s.
+	PublishTimeout time.Duration
+	// ReconnectWait is the pause between NATS reconnect attempts; default 1s.
+	ReconnectWait time.Duration
+	// RetryAfter is the Retry-After sent with 503, rounded up to whole
+	// seconds; default 2s.
+	RetryAfter time.Duration
+	// Registry receives the framecast_producer_* metrics; nil means a new
+	// registry. Metrics already registered there make New fail.
+	Registry *prometheus.Registry
+	// Logger receives connection events and server errors; nil discards.
+	Logger *slog.Logger
+}
+
+// withDefaults fills zero fields and validates the result.
+func (c Config) withDefaults() (Config, error) {
+	if c.NATSURL == "" {
+		c.NATSURL = DefaultNATSURL
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.ReconnectWait == 0 {
+		c.ReconnectWait = DefaultReconnectWait
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = DefaultRetryAfter
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	for _, u := range strings.Split(c.NATSURL, ",") {
+		pu, err := url.Parse(strings.TrimSpace(u))
+		if err != nil || pu.Host == "" {
+			return c, fmt.Errorf("%w: NATS URL %q; want nats://host:port, comma-separated for a cluster", ErrInvalidConfig, u)
+		}
+	}
+	switch {
+	case c.MaxBodyBytes < 1:
+		return c, fmt.Errorf("%w: max body bytes %d; want a positive size", ErrInvalidConfig, c.MaxBodyBytes)
+	case c.PublishTimeout < 0:
+		return c, fmt.Errorf("%w: publish timeout %v; want a positive duration", ErrInvalidConfig, c.PublishTimeout)
+	case c.ReconnectWait < 0:
+		return c, fmt.Errorf("%w: reconnect wait %v; want a positive duration", ErrInvalidConfig, c.ReconnectWait)
+	case c.RetryAfter < 0:
+		return c, fmt.Errorf("%w: retry after %v; want a positive duration", ErrInvalidConfig, c.RetryAfter)
+	}
+	for i, t := range c.Tokens {
+		if t == "" {
+			return c, fmt.Errorf("%w: token %d is empty; tokens are 1 or more printable ASCII bytes without spaces", ErrInvalidConfig, i)
+		}
+		for j := 0; j < len(t); j++ {
+			if t[j] <= 0x20 || t[j] > 0x7E {
+				return c, fmt.Errorf("%w: token %d has byte 0x%02X at offset %d; tokens are printable ASCII without spaces", ErrInvalidConfig, i, t[j], j)
+			}
+		}
+	}
+	s, err := c.Stream.WithDefaults()
+	if err != nil {
+		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	c.Stream = s
+	return c, nil
+}

@@ -1,0 +1,379 @@
+package producer
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/framecast/framecast/services/producer/publish"
+	"github.com/framecast/framecast/shared/encode"
+	"github.com/framecast/framecast/shared/frame"
+	"github.com/framecast/framecast/shared/subject"
+)
+
+const (
+	outputsPrefix = "/v1/outputs/"
+	imagesSuffix  = "/images"
+)
+
+// frameJSON describes one published frame in a response.
+type frameJSON struct {
+	Seq         uint64 `json:"seq"`
+	BatchIndex  int    `json:"batch_index"`
+	ContentType string `json:"content_type"`
+	Width       int    `json:"width"`
+	Height      int    `json:"height"`
+	Bytes       int    `json:"bytes"`
+	// Duplicate is set when an idempotent retry found the frame already
+	// stored; Seq is then the sequence of the first attempt.
+	Duplicate bool `json:"duplicate,omitempty"`
+}
+
+type response struct {
+	OutputID string      `json:"output_id"`
+	ClientID string      `json:"client_id"`
+	Frames   []frameJSON `json:"frames"`
+}
+
+func framesJSON(acks []publish.Ack) []frameJSON {
+	out := make([]frameJSON, len(acks))
+	for i, a := range acks {
+		out[i] = frameJSON{Seq: a.Seq, BatchIndex: a.BatchIndex, ContentType: a.Format.ContentType(),
+			Width: a.Width, Height: a.Height, Bytes: a.Bytes, Duplicate: a.Duplicate}
+	}
+	return out
+}
+
+// serveImages handles every path under /v1/outputs/.
+func (s *Server) serveImages(w http.ResponseWriter, r *http.Request) {
+	oid, e := outputIDOf(r.URL.EscapedPath())
+	if e == nil && r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		e = errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method %s is not allowed on %s; allowed: POST", r.Method, r.URL.Path)
+	}
+	if e == nil {
+		e = s.authorize(w, r)
+	}
+	if e == nil {
+		e = s.publishRequest(w, r, oid)
+	}
+	if e != nil {
+		if e.status >= 500 {
+			s.log.Warn("publish request failed", "path", r.URL.Path, "code", e.code, "err", e.message)
+		}
+		s.writeError(w, e)
+	}
+}
+
+// outputIDOf returns the unescaped output_id of a path
+// /v1/outputs/{output_id}/images, validated.
+func outputIDOf(escaped string) (string, *apiError) {
+	rest := strings.TrimPrefix(escaped, outputsPrefix)
+	seg, ok := strings.CutSuffix(rest, imagesSuffix)
+	if !ok || strings.Contains(seg, "/") {
+		return "", errorf(http.StatusNotFound, CodeNotFound, "no route for %s; the API is POST /v1/outputs/{output_id}/images with output_id percent-encoded as one path segment", escaped)
+	}
+	oid, err := url.PathUnescape(seg)
+	if err != nil {
+		return "", errorf(http.StatusBadRequest, CodeInvalidOutputID, "output_id %q is not valid percent-encoding; allowed: 1..%d bytes of printable ASCII, percent-encoded as one path segment", seg, subject.MaxOutputID)
+	}
+	if err := subject.ValidateOutputID(oid); err != nil {
+		return "", errorf(http.StatusBadRequest, CodeInvalidOutputID, "%s", strings.TrimPrefix(err.Error(), subject.ErrInvalidID.Error()+": "))
+	}
+	return oid, nil
+}
+
+// authorize checks the bearer token when tokens are configured: 401 when
+// none is sent, 403 when it is not one of them. Every configured token is
+// compared in constant time, so timing says nothing about which matched.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) *apiError {
+	if len(s.cfg.Tokens) == 0 {
+		return nil
+	}
+	h := r.Header.Get("Authorization")
+	scheme, tok, _ := strings.Cut(h, " ")
+	if h == "" || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="framecast"`)
+		return errorf(http.StatusUnauthorized, CodeUnauthorized, "a bearer token is required; send Authorization: Bearer <token>")
+	}
+	tok = strings.TrimSpace(tok)
+	match := 0
+	for _, t := range s.cfg.Tokens {
+		match |= subtle.ConstantTimeCompare([]byte(t), []byte(tok))
+	}
+	if match == 0 {
+		return errorf(http.StatusForbidden, CodeForbidden, "the bearer token is not accepted by this producer")
+	}
+	return nil
+}
+
+func (s *Server) publishRequest(w http.ResponseWriter, r *http.Request, oid string) *apiError {
+	req, e := parseRequest(r.URL.RawQuery, r.Header.Get("Content-Type"))
+	if e != nil {
+		return e
+	}
+	var key string
+	if vs := r.Header.Values("Idempotency-Key"); len(vs) > 0 {
+		if len(vs) > 1 {
+			return errorf(http.StatusBadRequest, CodeInvalidIdempotency, "Idempotency-Key is given %d times; give it once", len(vs))
+		}
+		key = vs[0]
+		if err := publish.ValidateKey(key); err != nil {
+			return errorf(http.StatusBadRequest, CodeInvalidIdempotency, "%s", strings.TrimPrefix(err.Error(), publish.ErrInvalid.Error()+": "))
+		}
+	}
+	limit := s.cfg.MaxBodyBytes
+	if req.kind == bodyRaw {
+		size := req.rawSize()
+		if size > limit {
+			return errorf(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "a %s body of batch %d × height %d × width %d × channels %d is %d bytes; the limit is %d bytes",
+				req.dtype, req.shape.Batch, req.shape.Height, req.shape.Width, req.shape.Channels, size, limit)
+		}
+		if r.ContentLength >= 0 && r.ContentLength != size {
+			return rawLengthError(req, r.ContentLength)
+		}
+	} else if r.ContentLength > limit {
+		return errorf(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "body is %d bytes; the limit is %d bytes", r.ContentLength, limit)
+	}
+	if !s.Ready() {
+		return s.unavailable()
+	}
+
+	ctx := r.Context()
+	body := http.MaxBytesReader(w, r.Body, limit)
+	eb := publish.EncodedBatch{OutputID: oid, ClientID: req.clientID, IdempotencyKey: key}
+	switch req.kind {
+	case bodyRaw:
+		eb, e = s.readRaw(ctx, req, body, eb)
+	case bodyImage:
+		eb.Frames, e = readImage(req, body)
+	case bodyMultipart:
+		eb.Frames, e = readMultipart(req, body)
+	}
+	if e != nil {
+		return e
+	}
+	if e := s.reencode(ctx, req, eb.Frames); e != nil {
+		return e
+	}
+
+	// A batch that started publishing is finished even if the client
+	// leaves; each frame is bounded by the publish timeout.
+	start := time.Now()
+	acks, err := s.pub.Encoded(context.WithoutCancel(ctx), eb)
+	s.metrics.publish.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return s.publishError(err, key)
+	}
+	for _, a := range acks {
+		if !a.Duplicate {
+			s.metrics.frames.WithLabelValues(a.Format.String()).Inc()
+			s.metrics.bytes.Add(float64(a.Bytes))
+		}
+	}
+	writeJSON(w, http.StatusOK, response{OutputID: oid, ClientID: req.clientID, Frames: framesJSON(acks)})
+	return nil
+}
+
+func (s *Server) unavailable() *apiError {
+	e := errorf(http.StatusServiceUnavailable, CodeBrokerUnavailable, "the broker is unavailable (NATS %s); nothing was published; retry after %d s", s.nc.Status(), s.retryAfter)
+	if s.nc.IsConnected() {
+		e.message = fmt.Sprintf("the stream %s is not ready yet; nothing was published; retry after %d s", s.cfg.Stream.Name, s.retryAfter)
+	}
+	e.retry = true
+	return e
+}
+
+func (s *Server) publishError(err error, key string) *apiError {
+	var pe *publish.PartialError
+	switch {
+	case errors.As(err, &pe):
+		e := errorf(http.StatusServiceUnavailable, CodeBrokerUnavailable, "%v", err)
+		if key != "" {
+			e.message += "; retry with the same Idempotency-Key to publish the rest without duplicates"
+		} else {
+			e.message += "; send an Idempotency-Key to make a retry safe from duplicates"
+		}
+		e.published = framesJSON(pe.Published)
+		e.retry = true
+		return e
+	case errors.Is(err, publish.ErrFrameTooLarge):
+		return errorf(http.StatusRequestEntityTooLarge, CodeFrameTooLarge, "%s; nothing was published; send a smaller image, a lower quality, or another file_type",
+			strings.TrimPrefix(err.Error(), publish.ErrFrameTooLarge.Error()+": "))
+	case errors.Is(err, publish.ErrInvalid):
+		return errorf(http.StatusBadRequest, CodeInvalidImage, "%s; nothing was published", strings.TrimPrefix(err.Error(), publish.ErrInvalid.Error()+": "))
+	}
+	return errorf(http.StatusInternalServerError, CodeInternal, "%v", err)
+}
+
+func rawLengthError(req request, got int64) *apiError {
+	return errorf(http.StatusBadRequest, CodeInvalidBody, "%s body is %d bytes; expected %d (batch %d × height %d × width %d × channels %d × %d bytes)",
+		req.dtype, got, req.rawSize(), req.shape.Batch, req.shape.Height, req.shape.Width, req.shape.Channels, req.elemSize())
+}
+
+func bodyError(err error, limit int64, what string) *apiError {
+	if isTooLarge(err) {
+		return errorf(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "body is over the limit of %d bytes", limit)
+	}
+	return errorf(http.StatusBadRequest, CodeInvalidBody, "reading %s: %v", what, err)
+}
+
+// readRaw reads exactly the tensor's bytes, converts them as the seed does
+// and encodes the batch.
+func (s *Server) readRaw(ctx context.Context, req request, body io.Reader, eb publish.EncodedBatch) (publish.EncodedBatch, *apiError) {
+	size := req.rawSize()
+	buf := make([]byte, size)
+	if n, err := io.ReadFull(body, buf); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return eb, rawLengthError(req, int64(n))
+		}
+		return eb, bodyError(err, s.cfg.MaxBodyBytes, "the body")
+	}
+	if extra, err := io.Copy(io.Discard, body); err != nil || extra > 0 {
+		if err != nil && !isTooLarge(err) {
+			return eb, bodyError(err, s.cfg.MaxBodyBytes, "the body")
+		}
+		return eb, rawLengthError(req, size+extra)
+	}
+	var (
+		px  []encode.Pixels
+		err error
+	)
+	if req.dtype == "float32" {
+		px, err = encode.SplitFloat32LE(buf, req.shape)
+	} else {
+		px, err = encode.SplitUint8(buf, req.shape)
+	}
+	if err != nil {
+		return eb, errorf(http.StatusBadRequest, CodeInvalidShape, "%v", err)
+	}
+	start := time.Now()
+	out, err := publish.Encode(ctx, publish.Batch{OutputID: eb.OutputID, ClientID: eb.ClientID, IdempotencyKey: eb.IdempotencyKey,
+		Pixels: px, Format: req.format, Quality: req.quality})
+	s.metrics.encode.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return eb, encodeError(ctx, err)
+	}
+	return out, nil
+}
+
+func encodeError(ctx context.Context, err error) *apiError {
+	switch {
+	case ctx.Err() != nil:
+		return errorf(http.StatusBadRequest, CodeInvalidBody, "request ended before its images were encoded: %v", context.Cause(ctx))
+	case errors.Is(err, encode.ErrTooLarge):
+		return errorf(http.StatusRequestEntityTooLarge, CodeImageTooLarge, "%v; nothing was published", err)
+	}
+	return errorf(http.StatusBadRequest, CodeInvalidImage, "%v; nothing was published", err)
+}
+
+// probe checks that b is one whole image of a supported type. what names
+// it in errors.
+func probe(b []byte, declared frame.Format, what string) (publish.Frame, *apiError) {
+	in, err := encode.Probe(b)
+	switch {
+	case errors.Is(err, encode.ErrTooLarge):
+		return publish.Frame{}, errorf(http.StatusRequestEntityTooLarge, CodeImageTooLarge, "%s: %v; allowed: at most %d pixels", what, err, encode.MaxPixels)
+	case err != nil:
+		return publish.Frame{}, errorf(http.StatusBadRequest, CodeInvalidImage, "%s does not decode as an image (%v); allowed: one complete PNG, JPEG or WEBP image", what, err)
+	case declared != 0 && in.Format != declared:
+		return publish.Frame{}, errorf(http.StatusBadRequest, CodeInvalidImage, "%s is a %s image but its Content-Type says %s; send the matching Content-Type", what, in.Format.ContentType(), declared.ContentType())
+	}
+	return publish.Frame{Data: b, Format: in.Format, Width: in.Width, Height: in.Height}, nil
+}
+
+func readImage(req request, body io.Reader) ([]publish.Frame, *apiError) {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return nil, bodyError(err, 0, "the body")
+	}
+	f, e := probe(b, req.declared, "the body")
+	if e != nil {
+		return nil, e
+	}
+	return []publish.Frame{f}, nil
+}
+
+// readMultipart reads every part, in order, as one image. A part's
+// Content-Type may be absent or application/octet-stream (the bytes are
+// sniffed); otherwise it must be the image type the bytes are.
+func readMultipart(req request, body io.Reader) ([]publish.Frame, *apiError) {
+	mr := multipart.NewReader(body, req.boundary)
+	var frames []publish.Frame
+	for i := 0; ; i++ {
+		p, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, bodyError(err, 0, "the multipart body")
+		}
+		if i >= frame.MaxBatch {
+			return nil, errorf(http.StatusBadRequest, CodeInvalidBody, "multipart body has more than %d parts; allowed: 1..%d images", frame.MaxBatch, frame.MaxBatch)
+		}
+		what := fmt.Sprintf("part %d (name %q)", i, p.FormName())
+		var declared frame.Format
+		if ct := p.Header.Get("Content-Type"); ct != "" && ct != "application/octet-stream" {
+			if declared, err = frame.FormatOf(ct); err != nil {
+				return nil, errorf(http.StatusBadRequest, CodeInvalidImage, "%s has Content-Type %q; allowed: image/png, image/jpeg, image/webp, or application/octet-stream or none (sniffed)", what, ct)
+			}
+		}
+		b, err := io.ReadAll(p)
+		if err != nil {
+			return nil, bodyError(err, 0, what)
+		}
+		f, e := probe(b, declared, what)
+		if e != nil {
+			return nil, e
+		}
+		frames = append(frames, f)
+	}
+	if len(frames) == 0 {
+		return nil, errorf(http.StatusBadRequest, CodeInvalidBody, "multipart body has no parts; allowed: 1..%d image parts", frame.MaxBatch)
+	}
+	return frames, nil
+}
+
+// reencode converts encoded frames to the requested format when file_type
+// was given and differs; otherwise the bytes are forwarded as they came.
+func (s *Server) reencode(ctx context.Context, req request, frames []publish.Frame) *apiError {
+	if !req.formatSet {
+		return nil
+	}
+	var (
+		idx  []int
+		imgs []image.Image
+	)
+	for i, f := range frames {
+		if f.Format == req.format {
+			continue
+		}
+		m, _, err := image.Decode(bytes.NewReader(f.Data))
+		if err != nil {
+			return errorf(http.StatusBadRequest, CodeInvalidImage, "image %d does not decode: %v", i, err)
+		}
+		idx, imgs = append(idx, i), append(imgs, m)
+	}
+	if len(imgs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	out, err := encode.Batch(ctx, imgs, req.format, req.quality)
+	s.metrics.encode.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return encodeError(ctx, err)
+	}
+	for j, i := range idx {
+		frames[i].Data, frames[i].Format = out[j], req.format
+	}
+	return nil
+}

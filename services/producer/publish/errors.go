@@ -1,0 +1,54 @@
+package publish
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sentinel errors; every error a Publisher returns wraps one of them (or
+// the context's error), so callers can map them with errors.Is.
+var (
+	// ErrInvalid is wrapped by errors about a bad batch: an id, the
+	// idempotency key, a format, quality, size or an empty batch.
+	ErrInvalid = errors.New("invalid batch")
+	// ErrFrameTooLarge is wrapped when a frame, with its headers, exceeds
+	// the broker's maximum message size.
+	ErrFrameTooLarge = errors.New("frame too large")
+	// ErrUnavailable is wrapped when the broker cannot be reached or did
+	// not store a frame: not connected, no stream, a timeout, a closed
+	// connection, or a JetStream error reply.
+	ErrUnavailable = errors.New("broker unavailable")
+)
+
+// PartialError reports a batch whose publishing stopped part way. The
+// frames in Published were stored, in order, and nothing after index
+// Failed was sent. When Uncertain is true the frame at index Failed was
+// sent but its acknowledgement was lost, so it may have been stored;
+// retrying the batch with the same idempotency key settles it without
+// duplicates.
+type PartialError struct {
+	Published []Ack
+	Failed    int // batch index of the frame that failed
+	Total     int // batch size
+	Uncertain bool
+	Err       error
+}
+
+func (e *PartialError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "published %d of %d frames", len(e.Published), e.Total)
+	if n := len(e.Published); n > 0 {
+		fmt.Fprintf(&b, " (batch_index 0..%d, seq %d..%d)", n-1, e.Published[0].Seq, e.Published[n-1].Seq)
+	}
+	fmt.Fprintf(&b, "; frame %d failed: %v", e.Failed, e.Err)
+	if e.Uncertain {
+		fmt.Fprintf(&b, "; frame %d may have been stored before the failure", e.Failed)
+	}
+	if e.Failed+1 < e.Total {
+		fmt.Fprintf(&b, "; frames %d..%d were not sent", e.Failed+1, e.Total-1)
+	}
+	return b.String()
+}
+
+func (e *PartialError) Unwrap() error { return e.Err }

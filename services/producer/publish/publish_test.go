@@ -1,0 +1,181 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"image"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/framecast/framecast/shared/encode"
+	"github.com/framecast/framecast/shared/frame"
+	"github.com/framecast/framecast/shared/natsembed"
+	"github.com/framecast/framecast/shared/stream"
+	"github.com/framecast/framecast/shared/subject"
+)
+
+func setup(t *testing.T) (jetstream.JetStream, jetstream.Stream) {
+	t.Helper()
+	ns, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := stream.Ensure(context.Background(), js, stream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, st
+}
+
+func gray(w, h int) image.Image {
+	m := image.NewGray(image.Rect(0, 0, w, h))
+	for i := range m.Pix {
+		m.Pix[i] = uint8(i)
+	}
+	return m
+}
+
+func TestImages(t *testing.T) {
+	js, st := setup(t)
+	p := New(js, Options{})
+	acks, err := p.Images(context.Background(), Batch{
+		OutputID: "out.1", ClientID: "client *", Format: frame.PNG,
+		Images: []image.Image{gray(4, 3), gray(5, 2)},
+	})
+	if err != nil {
+		t.Fatalf("Images: %v", err)
+	}
+	if len(acks) != 2 {
+		t.Fatalf("got %d acks; want 2", len(acks))
+	}
+	for i, a := range acks {
+		msg, err := st.GetMsg(context.Background(), a.Seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := frame.Decode(msg.Header)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg.Subject != subject.Frames("out.1", "client *") || m.BatchIndex != i || m.BatchSize != 2 || m.Width != a.Width || m.Format != frame.PNG {
+			t.Fatalf("frame %d: subject %q meta %+v; ack %+v", i, msg.Subject, m, a)
+		}
+	}
+	if acks[0].Width != 4 || acks[1].Width != 5 {
+		t.Fatalf("acks %+v; want widths 4, 5", acks)
+	}
+}
+
+func TestPixelsAndEncodedProbe(t *testing.T) {
+	js, _ := setup(t)
+	p := New(js, Options{})
+	px := encode.Pixels{Width: 2, Height: 2, Channels: 3, Pix: make([]uint8, 12)}
+	eb, err := Encode(context.Background(), Batch{OutputID: "o", Pixels: []encode.Pixels{px}, Format: frame.JPEG, Quality: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Leave the metadata out: Encoded probes it.
+	eb.Frames[0].Format, eb.Frames[0].Width, eb.Frames[0].Height = 0, 0, 0
+	acks, err := p.Encoded(context.Background(), eb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := acks[0]; a.Format != frame.JPEG || a.Width != 2 || a.Height != 2 {
+		t.Fatalf("ack %+v; want a 2x2 JPEG", a)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	js, st := setup(t)
+	p := New(js, Options{MaxPayload: 300})
+	big := Frame{Data: make([]byte, 400), Format: frame.PNG, Width: 1, Height: 1}
+	small := Frame{Data: []byte{1}, Format: frame.PNG, Width: 1, Height: 1}
+	tests := []struct {
+		name string
+		eb   EncodedBatch
+		want error
+		msg  string
+	}{
+		{"empty batch", EncodedBatch{OutputID: "o"}, ErrInvalid, "allowed: 1..4096"},
+		{"bad output id", EncodedBatch{OutputID: strings.Repeat("x", 25), Frames: []Frame{small}}, ErrInvalid, "24 bytes"},
+		{"bad key", EncodedBatch{OutputID: "o", IdempotencyKey: "a\nb", Frames: []Frame{small}}, ErrInvalid, "printable ASCII"},
+		{"bad size", EncodedBatch{OutputID: "o", Frames: []Frame{{Data: []byte{1}, Format: frame.PNG, Width: -1, Height: 1}}}, ErrInvalid, "width and height"},
+		{"not an image", EncodedBatch{OutputID: "o", Frames: []Frame{{Data: []byte("text")}}}, ErrInvalid, "not a JPEG, PNG or WEBP"},
+		{"second frame too large", EncodedBatch{OutputID: "o", Frames: []Frame{small, big}}, ErrFrameTooLarge, "at most 300 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := p.Encoded(context.Background(), tt.eb)
+			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("got %v; want %v containing %q", err, tt.want, tt.msg)
+			}
+		})
+	}
+	if info, _ := st.Info(context.Background()); info.State.Msgs != 0 {
+		t.Fatalf("stream has %d messages; want 0", info.State.Msgs)
+	}
+	if _, err := Encode(context.Background(), Batch{OutputID: "o", Images: []image.Image{gray(1, 1)}, Quality: 101}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("quality 101: got %v; want ErrInvalid", err)
+	}
+}
+
+func TestIdempotentRetry(t *testing.T) {
+	js, st := setup(t)
+	p := New(js, Options{})
+	b := Batch{OutputID: "o", Format: frame.PNG, IdempotencyKey: "k1", Images: []image.Image{gray(2, 2), gray(2, 2)}}
+	first, err := p.Images(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := p.Images(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range first {
+		if first[i].Seq != again[i].Seq || !again[i].Duplicate {
+			t.Fatalf("frame %d: seq %d then %d (duplicate %v); want the same seq, duplicate", i, first[i].Seq, again[i].Seq, again[i].Duplicate)
+		}
+	}
+	msg, err := st.GetMsg(context.Background(), first[1].Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := msg.Header.Get(jetstream.MsgIDHeader); got != "k1/1" {
+		t.Fatalf("Nats-Msg-Id %q; want k1/1", got)
+	}
+	if info, _ := st.Info(context.Background()); info.State.Msgs != 2 {
+		t.Fatalf("stream has %d messages; want 2", info.State.Msgs)
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	js, _ := setup(t)
+	p := New(js, Options{})
+	js.Conn().Close()
+	_, err := p.Images(context.Background(), Batch{OutputID: "o", Format: frame.PNG, Images: []image.Image{gray(1, 1)}})
+	var pe *PartialError
+	if !errors.As(err, &pe) || !errors.Is(err, ErrUnavailable) || len(pe.Published) != 0 || pe.Failed != 0 {
+		t.Fatalf("got %v; want a PartialError wrapping ErrUnavailable with nothing published", err)
+	}
+}
+
+func TestPartialErrorMessage(t *testing.T) {
+	e := &PartialError{Published: []Ack{{Seq: 7}, {Seq: 8, BatchIndex: 1}}, Failed: 2, Total: 5, Uncertain: true, Err: ErrUnavailable}
+	want := "published 2 of 5 frames (batch_index 0..1, seq 7..8); frame 2 failed: broker unavailable; frame 2 may have been stored before the failure; frames 3..4 were not sent"
+	if got := e.Error(); got != want {
+		t.Fatalf("got %q; want %q", got, want)
+	}
+}
