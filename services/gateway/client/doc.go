@@ -1,0 +1,30 @@
+// Package client connects Go programs to a framecast gateway's websocket
+// endpoints: the native protocol at /v1/ws (sequence-stamped frames that can
+// be resumed with since) and the ComfyDeploy-compatible protocol at
+// /comfyui-deploy/ws (the seed node's 32-byte frame, no sequence).
+//
+// Dial opens one connection and Conn.Next reads its messages one by one:
+// a *Frame for every image and a *Control for hello, gap, live, error and
+// the ComfyDeploy status message.
+//
+// Stream keeps a subscription alive across failures: it reconnects with
+// exponential backoff and full jitter, fails over round robin across a list
+// of gateways, resumes the native protocol with since=<the last sequence it
+// handed to the application>, and never hands the application a frame whose
+// sequence is not larger than the last one it got. Gap messages are always
+// passed on.
+//
+//	s, err := client.NewStream(client.StreamConfig{
+//		Config: client.Config{OutputID: "demo"},
+//		URLs:   []string{"http://gw-a:8080", "http://gw-b:8080"},
+//	})
+//	err = s.Run(ctx, func(ctx context.Context, m client.Message) error {
+//		switch m := m.(type) {
+//		case *client.Frame:
+//			// m.Seq, m.Header, m.Image
+//		case *client.Control:
+//			// m.Type == wire.TypeGap: frames m.From..m.To are lost
+//		}
+//		return nil
+//	})
+package client

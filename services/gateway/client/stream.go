@@ -1,0 +1,262 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/framecast/framecast/shared/wire"
+)
+
+// Backoff defaults of StreamConfig.
+const (
+	DefaultMinBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff = 10 * time.Second
+)
+
+// StreamConfig configures a Stream.
+type StreamConfig struct {
+	// Config is the subscription. Its URL is used when URLs is empty; its
+	// Since or Last applies to the first connection only.
+	Config
+
+	// URLs are the gateways, tried in order and round robin: every ended
+	// connection or failed attempt moves on to the next one.
+	URLs []string
+
+	// MinBackoff and MaxBackoff bound the wait between attempts: before
+	// attempt n (0 after a connection that delivered a message) Run waits a
+	// uniformly random time in [0, min(MaxBackoff, MinBackoff*2^n)] ("full
+	// jitter"). Defaults DefaultMinBackoff and DefaultMaxBackoff.
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+
+	// OnDisconnect, when set, is called on Run's goroutine each time a dial
+	// or a connection to url failed with err, before Run waits wait and
+	// tries again. It must not block for long.
+	OnDisconnect func(url string, err error, wait time.Duration)
+}
+
+// Handler receives a Stream's messages, one at a time, on the goroutine
+// that called Run. Returning an error stops Run with that error.
+type Handler func(ctx context.Context, m Message) error
+
+// Stream is a subscription that survives disconnects. Run delivers its
+// messages; Resume may be called from any goroutine.
+//
+// On the native endpoint the Stream resumes each new connection with
+// since=<resume point>, where the resume point is the larger of the last
+// frame sequence handed to the Handler, the since of the last hello, and
+// the end (To) of the last gap handed to the Handler. Frames with a
+// sequence at or below the resume point are dropped, so the Handler never
+// sees a sequence twice or out of order. Gap controls are always handed on.
+//
+// ComfyDeploy frames carry no sequence, so on that endpoint a Stream can
+// neither resume nor de-duplicate: every reconnect sends the Since of the
+// Config as given (none by default: frames published while disconnected are
+// lost; with a Since, frames after it are replayed again on every reconnect).
+// When Config.ClientID is empty the Stream reconnects with the clientId the
+// gateway assigned in its first status message, so targeted frames keep
+// arriving.
+type Stream struct {
+	cfg StreamConfig
+
+	mu       sync.Mutex
+	resume   uint64
+	resumeOK bool   // resume is set
+	sid      string // ComfyDeploy clientId assigned by the gateway
+}
+
+// NewStream validates cfg and fills its defaults.
+func NewStream(cfg StreamConfig) (*Stream, error) {
+	if len(cfg.URLs) == 0 {
+		if cfg.URL == "" {
+			return nil, fmt.Errorf("%w: no gateway url; set URLs or URL", ErrInvalidConfig)
+		}
+		cfg.URLs = []string{cfg.URL}
+	}
+	cfg.URLs = append([]string(nil), cfg.URLs...)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	for _, u := range cfg.URLs {
+		if _, err := cfg.endpoint(u); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = DefaultMinBackoff
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.MinBackoff < 0 || cfg.MaxBackoff < cfg.MinBackoff {
+		return nil, fmt.Errorf("%w: backoff %v..%v; want 0 < min <= max", ErrInvalidConfig, cfg.MinBackoff, cfg.MaxBackoff)
+	}
+	s := &Stream{cfg: cfg}
+	if cfg.Since != nil && !cfg.ComfyDeploy {
+		s.resume, s.resumeOK = *cfg.Since, true
+	}
+	return s, nil
+}
+
+// Resume returns the sequence the next connection would resume after, and
+// whether there is one yet. It is always false on the ComfyDeploy endpoint.
+func (s *Stream) Resume() (uint64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.resume, s.resumeOK
+}
+
+// handlerError marks an error returned by the Handler.
+type handlerError struct{ err error }
+
+func (e handlerError) Error() string { return e.err.Error() }
+
+// Run connects and hands every message to h until ctx is done (it then
+// returns ctx.Err() and calls h no more), h returns an error (returned as is), or a gateway
+// rejects the subscription (an error wrapping ErrRejected). Every other
+// failure — a refused dial, a dropped connection, a close code such as 1001
+// or 4008, a message that cannot be decoded — is reported to OnDisconnect
+// and followed by a new attempt on the next URL after the backoff.
+//
+// Run uses the calling goroutine and starts none that outlive it. It must
+// not be called concurrently; a later call goes on from the resume point
+// the previous one reached.
+func (s *Stream) Run(ctx context.Context, h Handler) error {
+	attempt := 0
+	for i := 0; ; i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		u := s.cfg.URLs[i%len(s.cfg.URLs)]
+		got, err := s.session(ctx, u, h)
+		var herr handlerError
+		switch {
+		case errors.As(err, &herr):
+			return herr.err
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, ErrRejected) || errors.Is(err, ErrInvalidConfig):
+			return err
+		}
+		if got {
+			attempt = 0
+		}
+		wait := backoff(s.cfg.MinBackoff, s.cfg.MaxBackoff, attempt)
+		attempt++
+		if s.cfg.OnDisconnect != nil {
+			s.cfg.OnDisconnect(u, err, wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// session runs one connection to u. got reports whether it read any message.
+func (s *Stream) session(ctx context.Context, u string, h Handler) (got bool, err error) {
+	cfg := s.cfg.Config
+	cfg.URL = u
+	s.mu.Lock()
+	if cfg.ComfyDeploy {
+		if cfg.ClientID == "" {
+			cfg.ClientID = s.sid
+		}
+	} else if s.resumeOK {
+		since := s.resume
+		cfg.Since, cfg.Last = &since, 0
+	}
+	s.mu.Unlock()
+
+	c, err := Dial(ctx, cfg)
+	if err != nil {
+		return false, err
+	}
+	defer func() {
+		if errors.Is(err, ErrMalformed) {
+			c.ws.Close(websocket.StatusUnsupportedData, "malformed message")
+			return
+		}
+		c.Close()
+	}()
+	for {
+		m, err := c.Next(ctx)
+		if err == nil {
+			// Next may return a message it had already read when ctx ended.
+			err = ctx.Err()
+		}
+		if err != nil {
+			return got, err
+		}
+		got = true
+		if !s.accept(m) {
+			continue
+		}
+		if err := h(ctx, m); err != nil {
+			return got, handlerError{err}
+		}
+	}
+}
+
+// accept updates the resume point for m and reports whether m goes to the
+// Handler.
+func (s *Stream) accept(m Message) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch m := m.(type) {
+	case *Frame:
+		if s.cfg.ComfyDeploy {
+			return true
+		}
+		if s.resumeOK && m.Seq <= s.resume {
+			return false
+		}
+		s.resume, s.resumeOK = m.Seq, true
+	case *Control:
+		switch {
+		case s.cfg.ComfyDeploy:
+			if m.Type == TypeStatus && m.SID != "" && s.cfg.ClientID == "" {
+				s.sid = m.SID
+			}
+		case m.Type == wire.TypeHello && m.Since != nil:
+			s.advance(*m.Since)
+		case m.Type == wire.TypeGap:
+			s.advance(m.To)
+		}
+	}
+	return true
+}
+
+func (s *Stream) advance(seq uint64) {
+	if !s.resumeOK || seq > s.resume {
+		s.resume, s.resumeOK = seq, true
+	}
+}
+
+// backoff is the wait before attempt n: uniform in [0, min(max, min*2^n)].
+func backoff(lo, hi time.Duration, n int) time.Duration {
+	d := hi
+	if n < 62 {
+		if x := lo << n; x > 0 && x>>n == lo && x < hi {
+			d = x
+		}
+	}
+	if d <= 0 {
+		return 0
+	}
+	if d == math.MaxInt64 {
+		return rand.N(d)
+	}
+	return rand.N(d + 1)
+}

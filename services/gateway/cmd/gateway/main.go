@@ -1,0 +1,115 @@
+// Command gateway runs a framecast edge gateway: websocket clients watch
+// outputs here, fed from NATS JetStream.
+//
+// Every flag can also be set as a FRAMECAST_* environment variable, e.g.
+// --nats-url as FRAMECAST_NATS_URL.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/peterbourgon/ff/v3"
+
+	"github.com/framecast/framecast/services/gateway"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	var (
+		cfg          gateway.Config
+		listen       = fs.String("listen", ":8080", "HTTP listen address")
+		secret       = fs.String("jwt-secret", "", "HS256 secret of client tokens")
+		secretFile   = fs.String("jwt-secret-file", "", "file holding the HS256 secret (trailing newline ignored)")
+		origins      = fs.String("allowed-origins", "", "comma-separated Origin host patterns allowed besides same-origin, e.g. app.example.com,*.example.com")
+		drainTimeout = fs.Duration("drain-timeout", 10*time.Second, "bound on the graceful drain at SIGTERM")
+		logLevel     = fs.String("log-level", "info", "debug, info, warn or error")
+	)
+	fs.StringVar(&cfg.NATSURL, "nats-url", gateway.DefaultNATSURL, "NATS server URL(s), comma-separated")
+	fs.StringVar(&cfg.ID, "id", "", "gateway id in hello messages and logs (default: host name)")
+	fs.BoolVar(&cfg.AllowAnonymous, "allow-anonymous", false, "allow clients without a token (development only: anyone reads everything)")
+	fs.IntVar(&cfg.QueueBytes, "queue-bytes", gateway.DefaultQueueBytes, "per-connection send queue bound in bytes; past it the connection catches up from the stream")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", gateway.DefaultWriteTimeout, "bound on one websocket write")
+	fs.DurationVar(&cfg.PingInterval, "ping-interval", gateway.DefaultPingInterval, "websocket keepalive ping period")
+	fs.BoolVar(&cfg.Viewer, "viewer", false, "serve the web viewer at / and the JS client at /framecast.js")
+	fs.StringVar(&cfg.Stream.Name, "stream-name", "", "JetStream stream name (default OUTPUTS)")
+	fs.DurationVar(&cfg.Stream.MaxAge, "stream-max-age", 0, "replay window age (default 15m)")
+	fs.Int64Var(&cfg.Stream.MaxBytes, "stream-max-bytes", 0, "replay window size in bytes (default 1 GiB)")
+	fs.DurationVar(&cfg.Stream.Duplicates, "stream-duplicates", 0, "duplicate window for Nats-Msg-Id (default 2m)")
+	fs.IntVar(&cfg.Stream.Replicas, "stream-replicas", 0, "stream replicas 1..5 (default 1)")
+	fs.BoolVar(&cfg.Stream.Memory, "stream-memory", false, "memory storage instead of file")
+	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("FRAMECAST")); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Logger = log
+	switch {
+	case *secret != "" && *secretFile != "":
+		return errors.New("set --jwt-secret or --jwt-secret-file, not both")
+	case *secretFile != "":
+		b, err := os.ReadFile(*secretFile)
+		if err != nil {
+			return fmt.Errorf("--jwt-secret-file: %w", err)
+		}
+		cfg.JWTSecret = []byte(strings.TrimRight(string(b), "\r\n"))
+	case *secret != "":
+		cfg.JWTSecret = []byte(*secret)
+	}
+	for _, o := range strings.Split(*origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			cfg.AllowedOrigins = append(cfg.AllowedOrigins, o)
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	srv, err := gateway.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Addr: *listen, Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.ListenAndServe() }()
+	log.Info("gateway listening", "addr", *listen, "nats", cfg.NATSURL)
+	select {
+	case err := <-errc:
+		_ = srv.Close()
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("draining", "timeout", *drainTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), *drainTimeout)
+	defer cancel()
+	// Hijacked websockets are not the http.Server's: Drain closes them
+	// while Shutdown stops the listener.
+	derr := make(chan error, 1)
+	go func() { derr <- srv.Drain(dctx) }()
+	if err := hs.Shutdown(dctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	if err := <-derr; err != nil {
+		log.Warn("drain cut short", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}

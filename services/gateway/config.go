@@ -1,0 +1,100 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/framecast/framecast/shared/stream"
+)
+
+// ErrInvalidConfig is wrapped by Config validation errors.
+var ErrInvalidConfig = errors.New("invalid gateway config")
+
+// Defaults of Config's zero fields.
+const (
+	DefaultNATSURL      = "nats://127.0.0.1:4222"
+	DefaultQueueBytes   = 8 << 20
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultPingInterval = 20 * time.Second
+	// ReadLimit bounds one client message; clients need not send any.
+	ReadLimit = 4096
+)
+
+// Config configures a Server. The zero value is valid only with
+// AllowAnonymous or a JWTSecret.
+type Config struct {
+	// NATSURL is the NATS server (comma-separated for several); default
+	// DefaultNATSURL.
+	NATSURL string
+	// Stream is the OUTPUTS stream; the gateway ensures it at start.
+	Stream stream.Config
+	// ID names this gateway in hello messages and logs; default the host
+	// name.
+	ID string
+	// JWTSecret is the HS256 secret of client tokens. Required unless
+	// AllowAnonymous.
+	JWTSecret []byte
+	// AllowAnonymous lets clients connect without a token, watching every
+	// output as any client id. For development only: anyone can read
+	// anything.
+	AllowAnonymous bool
+	// AllowedOrigins are host patterns (path.Match syntax, e.g.
+	// "app.example.com", "*.example.com", "localhost:*") of browser Origins
+	// allowed to connect besides the gateway's own host. Empty allows
+	// same-origin only; "*" allows any host (dangerous with cookies).
+	AllowedOrigins []string
+	// QueueBytes bounds each connection's send queue; past it the
+	// connection catches up from the stream. Default DefaultQueueBytes.
+	QueueBytes int
+	// WriteTimeout bounds one websocket write; default DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// PingInterval is the keepalive period; default DefaultPingInterval.
+	PingInterval time.Duration
+	// Registry receives the metrics; nil means a new registry.
+	Registry *prometheus.Registry
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Viewer serves the web viewer at / and the ES module client at
+	// /framecast.js.
+	Viewer bool
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.NATSURL == "" {
+		c.NATSURL = DefaultNATSURL
+	}
+	if c.QueueBytes == 0 {
+		c.QueueBytes = DefaultQueueBytes
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = DefaultPingInterval
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	var err error
+	if c.Stream, err = c.Stream.WithDefaults(); err != nil {
+		return c, err
+	}
+	switch {
+	case len(c.JWTSecret) == 0 && !c.AllowAnonymous:
+		return c, fmt.Errorf("%w: no JWT secret; set one, or allow anonymous access for development", ErrInvalidConfig)
+	case c.QueueBytes < 64<<10:
+		return c, fmt.Errorf("%w: queue bytes %d; want at least 65536", ErrInvalidConfig, c.QueueBytes)
+	case c.WriteTimeout < 0:
+		return c, fmt.Errorf("%w: write timeout %v; want > 0", ErrInvalidConfig, c.WriteTimeout)
+	case c.PingInterval < 0:
+		return c, fmt.Errorf("%w: ping interval %v; want > 0", ErrInvalidConfig, c.PingInterval)
+	}
+	return c, nil
+}

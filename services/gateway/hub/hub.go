@@ -1,0 +1,291 @@
+// Package hub shares NATS subscriptions between the websocket connections
+// of one gateway: one subscription per distinct live subject, however many
+// connections watch it, dropped when the last one leaves.
+//
+// Every subscription delivers into one channel read by one dispatcher
+// goroutine, so all subscribers see frames in one total order (the order
+// NATS delivered them, which is stream-sequence order for a single stream).
+// A frame's wire bytes are built once and the same slice is handed to every
+// subscriber.
+package hub
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/framecast/framecast/shared/frame"
+	"github.com/framecast/framecast/shared/wire"
+)
+
+// DefaultBuffer is the capacity, in messages, of the channel between NATS
+// and the dispatcher. If the dispatcher falls that far behind, NATS drops
+// messages (a slow consumer); the hub sees the gap and tells subscribers.
+const DefaultBuffer = 1024
+
+// maxTracked bounds the concrete subjects whose last sequence one
+// subscription remembers (a wildcard subscription sees one per output).
+const maxTracked = 16384
+
+// Subscriber receives frames. Its methods are called on the dispatcher
+// goroutine and must not block.
+type Subscriber interface {
+	// Deliver hands over one frame. f is shared: read it, never modify it.
+	Deliver(f *Frame)
+	// Missed says frames of one of the subscriber's subjects were lost
+	// between NATS and the hub (reconnect, slow consumer): the subscriber
+	// should catch up from the stream.
+	Missed()
+}
+
+// Frame is one live frame.
+type Frame struct {
+	Seq     uint64 // stream sequence
+	Subject string // the concrete live subject
+	Meta    frame.Meta
+	Image   []byte
+
+	native []byte
+	comfy  []byte
+}
+
+// Native returns the frame's native wire bytes, built on first use. Only
+// the dispatcher goroutine (inside Deliver) may call it.
+func (f *Frame) Native() []byte {
+	if f.native == nil {
+		f.native = wire.EncodeNative(wire.HeaderOf(f.Seq, f.Meta), f.Image)
+	}
+	return f.native
+}
+
+// Comfy returns the frame's ComfyDeploy wire bytes, built on first use.
+// Only the dispatcher goroutine (inside Deliver) may call it.
+func (f *Frame) Comfy() []byte {
+	if f.comfy == nil {
+		b, err := wire.EncodeComfy(f.Meta.OutputID, f.Meta.Format, f.Image)
+		if err != nil {
+			return nil
+		}
+		f.comfy = b
+	}
+	return f.comfy
+}
+
+// Stats observes the hub; nil funcs are skipped.
+type Stats struct {
+	Subscriptions func(n int)
+	Gap           func()
+}
+
+// Hub owns the subscriptions and the dispatcher goroutine; Close ends it.
+type Hub struct {
+	nc    *nats.Conn
+	log   *slog.Logger
+	stats Stats
+	ch    chan *nats.Msg
+	done  chan struct{}
+	wg    sync.WaitGroup
+
+	mu   sync.Mutex
+	subs map[string]*entry
+}
+
+type entry struct {
+	sub     *nats.Subscription
+	members map[Subscriber]struct{}
+	// last is the last sequence seen per concrete subject; it detects
+	// frames lost in transit through Nats-Last-Sequence.
+	last map[string]uint64
+}
+
+// New starts a hub on nc with a channel of buffer messages (0 means
+// DefaultBuffer).
+func New(nc *nats.Conn, buffer int, log *slog.Logger, stats Stats) *Hub {
+	if buffer <= 0 {
+		buffer = DefaultBuffer
+	}
+	h := &Hub{
+		nc: nc, log: log, stats: stats,
+		ch:   make(chan *nats.Msg, buffer),
+		done: make(chan struct{}),
+		subs: make(map[string]*entry),
+	}
+	h.wg.Add(1)
+	go h.dispatch()
+	return h
+}
+
+// Join adds s to each subject, subscribing to the subjects no one watched
+// yet. When Join returns nil, the server has registered every subscription:
+// any frame stored afterwards reaches s.
+func (h *Hub) Join(ctx context.Context, s Subscriber, subjects []string) error {
+	h.mu.Lock()
+	added := false
+	for i, subj := range subjects {
+		e := h.subs[subj]
+		if e == nil {
+			sub, err := h.nc.ChanSubscribe(subj, h.ch)
+			if err != nil {
+				h.mu.Unlock()
+				h.Leave(s, subjects[:i])
+				return fmt.Errorf("subscribe %s: %w", subj, err)
+			}
+			// Unlimited pending: the channel is the bound.
+			_ = sub.SetPendingLimits(-1, -1)
+			e = &entry{sub: sub, members: make(map[Subscriber]struct{}), last: make(map[string]uint64)}
+			h.subs[subj] = e
+			added = true
+		}
+		e.members[s] = struct{}{}
+	}
+	n := len(h.subs)
+	h.mu.Unlock()
+	if added {
+		h.report(n)
+		if err := h.nc.FlushWithContext(ctx); err != nil {
+			h.Leave(s, subjects)
+			return fmt.Errorf("flush subscriptions: %w", err)
+		}
+	}
+	return nil
+}
+
+// Leave removes s from each subject and unsubscribes from subjects no one
+// watches any more.
+func (h *Hub) Leave(s Subscriber, subjects []string) {
+	h.mu.Lock()
+	removed := false
+	for _, subj := range subjects {
+		e := h.subs[subj]
+		if e == nil {
+			continue
+		}
+		delete(e.members, s)
+		if len(e.members) == 0 {
+			_ = e.sub.Unsubscribe()
+			delete(h.subs, subj)
+			removed = true
+		}
+	}
+	n := len(h.subs)
+	h.mu.Unlock()
+	if removed {
+		h.report(n)
+	}
+}
+
+// Subscriptions is the number of NATS subscriptions the hub holds.
+func (h *Hub) Subscriptions() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
+// Reset forgets the sequences seen and tells every subscriber it missed
+// frames. Call it when the NATS connection was re-established.
+func (h *Hub) Reset() {
+	h.mu.Lock()
+	var all []Subscriber
+	for _, e := range h.subs {
+		clear(e.last)
+		for s := range e.members {
+			all = append(all, s)
+		}
+	}
+	h.mu.Unlock()
+	for _, s := range all {
+		s.Missed()
+	}
+}
+
+// Close unsubscribes everything and stops the dispatcher.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	for subj, e := range h.subs {
+		_ = e.sub.Unsubscribe()
+		delete(h.subs, subj)
+	}
+	h.mu.Unlock()
+	select {
+	case <-h.done:
+	default:
+		close(h.done)
+	}
+	h.wg.Wait()
+	h.report(0)
+}
+
+func (h *Hub) report(n int) {
+	if h.stats.Subscriptions != nil {
+		h.stats.Subscriptions(n)
+	}
+}
+
+func (h *Hub) dispatch() {
+	defer h.wg.Done()
+	var members []Subscriber
+	for {
+		var m *nats.Msg
+		select {
+		case <-h.done:
+			return
+		case m = <-h.ch:
+		}
+		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil {
+			h.log.Warn("live message without stream sequence", "subject", m.Subject)
+			continue
+		}
+		prev, _ := strconv.ParseUint(m.Header.Get(jetstream.LastSequenceHeader), 10, 64)
+
+		h.mu.Lock()
+		e := h.subs[m.Sub.Subject]
+		if e == nil || e.sub != m.Sub {
+			h.mu.Unlock()
+			continue // from a subscription dropped since
+		}
+		members = members[:0]
+		for s := range e.members {
+			members = append(members, s)
+		}
+		last, known := e.last[m.Subject]
+		if known && seq <= last {
+			h.mu.Unlock()
+			continue // redelivered
+		}
+		if !known && len(e.last) >= maxTracked {
+			clear(e.last) // bounds memory on wildcard subjects
+		}
+		e.last[m.Subject] = seq
+		missed := known && prev != last
+		h.mu.Unlock()
+
+		if missed {
+			if h.stats.Gap != nil {
+				h.stats.Gap()
+			}
+			h.log.Warn("live frames lost in transit; subscribers catch up from the stream",
+				"subject", m.Subject, "last_seen", last, "previous", prev, "seq", seq)
+			for _, s := range members {
+				s.Missed()
+			}
+			clear(members)
+			continue
+		}
+		meta, err := frame.Decode(m.Header)
+		if err != nil {
+			h.log.Warn("dropping live frame with bad metadata", "subject", m.Subject, "seq", seq, "err", err)
+			continue
+		}
+		f := &Frame{Seq: seq, Subject: m.Subject, Meta: meta, Image: m.Data}
+		for _, s := range members {
+			s.Deliver(f)
+		}
+		clear(members)
+	}
+}

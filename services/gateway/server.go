@@ -1,0 +1,297 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/framecast/framecast/services/gateway/auth"
+	"github.com/framecast/framecast/services/gateway/hub"
+	"github.com/framecast/framecast/services/gateway/replay"
+	"github.com/framecast/framecast/shared/stream"
+)
+
+// Server is one gateway. Its methods are safe for concurrent use.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	metrics  *metrics
+	verifier *auth.Verifier
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	hub      *hub.Hub
+	source   replay.Source
+	handler  http.Handler
+
+	streamReady atomic.Bool
+	draining    chan struct{} // closed when Drain starts
+	drainOnce   sync.Once
+	stop        context.CancelFunc // ends the stream-ensuring loop
+	bg          sync.WaitGroup     // the stream-ensuring loop
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	wg       sync.WaitGroup // sessions
+}
+
+// New validates cfg, connects to NATS (retrying forever in the background,
+// so it starts even while NATS is down), ensures the stream once NATS is
+// reachable, and starts the hub.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ID == "" {
+		cfg.ID, _ = os.Hostname()
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger.With("gateway", cfg.ID),
+		metrics:  newMetrics(cfg.Registry),
+		draining: make(chan struct{}),
+		sessions: make(map[*session]struct{}),
+	}
+	if len(cfg.JWTSecret) > 0 {
+		if s.verifier, err = auth.NewVerifier(cfg.JWTSecret); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.AllowAnonymous {
+		s.log.Warn("ANONYMOUS ACCESS ALLOWED: any client may watch every output as any client id; never run this in production")
+	}
+	s.nc, err = nats.Connect(cfg.NATSURL,
+		nats.Name("framecast-gateway "+cfg.ID),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500*time.Millisecond),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			s.log.Warn("reconnected to NATS; live connections catch up from the stream")
+			if s.hub != nil {
+				s.hub.Reset()
+			}
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			s.log.Warn("disconnected from NATS", "err", err)
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrSlowConsumer) {
+				s.log.Warn("hub fell behind NATS; live connections catch up from the stream")
+				s.hub.Reset()
+				return
+			}
+			s.log.Warn("nats error", "err", err)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %s: %w", cfg.NATSURL, err)
+	}
+	if s.js, err = jetstream.New(s.nc); err != nil {
+		s.nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	s.source = replay.Source{JS: s.js, Stream: cfg.Stream.Name}
+	s.hub = hub.New(s.nc, 0, s.log, hub.Stats{
+		Subscriptions: func(n int) { s.metrics.subscriptions.Set(float64(n)) },
+		Gap:           func() { s.metrics.gaps.Inc() },
+	})
+	bgctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = stop
+	s.bg.Add(1)
+	go s.ensureStream(bgctx)
+	s.handler = s.routes()
+	return s, nil
+}
+
+// ensureStream applies the stream config, retrying until it succeeds or
+// ctx ends.
+func (s *Server) ensureStream(ctx context.Context) {
+	defer s.bg.Done()
+	wait := 200 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := stream.Ensure(actx, s.js, s.cfg.Stream)
+		cancel()
+		if err == nil {
+			s.streamReady.Store(true)
+			return
+		}
+		s.log.Warn("cannot ensure stream yet; retrying", "stream", s.cfg.Stream.Name, "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// Handler serves the websocket endpoints, /healthz, /readyz, /metrics and,
+// with Config.Viewer, the web viewer.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ws", s.serveNative)
+	mux.HandleFunc("GET /comfyui-deploy/ws", s.serveComfy)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.serveReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	if s.cfg.Viewer {
+		mountViewer(mux)
+	}
+	return mux
+}
+
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	var problem string
+	switch {
+	case s.isDraining():
+		problem = "draining"
+	case !s.nc.IsConnected():
+		problem = "not connected to NATS"
+	case !s.streamReady.Load():
+		problem = "stream " + s.cfg.Stream.Name + " not ensured yet"
+	default:
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if _, err := s.js.Stream(ctx, s.cfg.Stream.Name); err != nil {
+			problem = "stream " + s.cfg.Stream.Name + ": " + err.Error()
+		}
+	}
+	if problem != "" {
+		writeError(w, http.StatusServiceUnavailable, "not_ready", problem)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// Subscriptions is the number of NATS subscriptions the hub holds.
+func (s *Server) Subscriptions() int { return s.hub.Subscriptions() }
+
+// Connections is the number of open websocket connections.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+func (s *Server) isDraining() bool {
+	select {
+	case <-s.draining:
+		return true
+	default:
+		return false
+	}
+}
+
+// add registers a session; it fails once draining started.
+func (s *Server) add(ss *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.isDraining() {
+		return false
+	}
+	s.sessions[ss] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) remove(ss *session) {
+	s.mu.Lock()
+	delete(s.sessions, ss)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// Drain stops accepting sockets (new upgrades get 503), closes every
+// connection with 1001 after flushing what is queued for it, and drains
+// the NATS connection. When ctx ends first, the remaining sockets are cut
+// and Drain returns ctx's error after cleaning up.
+func (s *Server) Drain(ctx context.Context) error {
+	s.drainOnce.Do(func() {
+		s.mu.Lock()
+		close(s.draining)
+		s.mu.Unlock()
+	})
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.closeAll()
+		<-done
+	}
+	s.stop()
+	s.bg.Wait()
+	s.hub.Close()
+	closed := make(chan struct{})
+	s.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if derr := s.nc.Drain(); derr != nil {
+		s.nc.Close()
+	} else {
+		select {
+		case <-closed:
+		case <-ctx.Done():
+			s.nc.Close()
+			err = ctx.Err()
+		}
+	}
+	return err
+}
+
+// Close cuts every connection at once and closes NATS.
+func (s *Server) Close() error {
+	s.drainOnce.Do(func() {
+		s.mu.Lock()
+		close(s.draining)
+		s.mu.Unlock()
+	})
+	s.closeAll()
+	s.wg.Wait()
+	s.stop()
+	s.bg.Wait()
+	s.hub.Close()
+	s.nc.Close()
+	return nil
+}
+
+func (s *Server) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ss := range s.sessions {
+		ss.cancel()
+	}
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	var b errorBody
+	b.Error.Code, b.Error.Message = code, msg
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(b)
+}

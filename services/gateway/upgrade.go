@@ -1,0 +1,251 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/framecast/framecast/services/gateway/auth"
+	"github.com/framecast/framecast/shared/subject"
+)
+
+// MaxLast bounds the last query parameter.
+const MaxLast = 10000
+
+// Endpoint names, as in metrics.
+const (
+	endpointNative = "native"
+	endpointComfy  = "comfy"
+)
+
+// request is a validated upgrade request.
+type request struct {
+	endpoint string
+	outputID string // native only
+	clientID string
+	since    *uint64
+	last     int
+	expiry   time.Time
+	live     []string // hub subjects
+	filters  []string // stream subjects
+}
+
+type httpError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) *httpError {
+	return &httpError{http.StatusBadRequest, "bad_request", fmt.Sprintf(format, args...)}
+}
+
+func (s *Server) serveNative(w http.ResponseWriter, r *http.Request) {
+	req, herr := s.parseNative(r)
+	s.upgrade(w, r, req, herr)
+}
+
+func (s *Server) serveComfy(w http.ResponseWriter, r *http.Request) {
+	req, herr := s.parseComfy(r)
+	s.upgrade(w, r, req, herr)
+}
+
+func parseResume(q map[string][]string, allowLast bool) (since *uint64, last int, herr *httpError) {
+	get := func(k string) (string, bool) {
+		v, ok := q[k]
+		if !ok || len(v) == 0 {
+			return "", false
+		}
+		return v[0], true
+	}
+	sv, hasSince := get("since")
+	lv, hasLast := get("last")
+	if !allowLast && hasLast {
+		return nil, 0, badRequest("last is not supported on this endpoint; use since=<seq>")
+	}
+	if hasSince && hasLast {
+		return nil, 0, badRequest("since and last are exclusive; send at most one")
+	}
+	if hasSince {
+		n, err := strconv.ParseUint(sv, 10, 64)
+		if err != nil {
+			return nil, 0, badRequest("since %q is not a stream sequence; want an unsigned integer", sv)
+		}
+		since = &n
+	}
+	if hasLast {
+		n, err := strconv.Atoi(lv)
+		if err != nil || n < 1 || n > MaxLast {
+			return nil, 0, badRequest("last %q is out of range; want an integer 1..%d", lv, MaxLast)
+		}
+		last = n
+	}
+	return since, last, nil
+}
+
+func (s *Server) parseNative(r *http.Request) (*request, *httpError) {
+	q := r.URL.Query()
+	req := &request{endpoint: endpointNative, outputID: q.Get("output_id"), clientID: q.Get("client_id")}
+	if err := subject.ValidateOutputID(req.outputID); err != nil {
+		return nil, badRequest("%v", err)
+	}
+	if err := subject.ValidateClientID(req.clientID); err != nil {
+		return nil, badRequest("%v", err)
+	}
+	var herr *httpError
+	if req.since, req.last, herr = parseResume(q, true); herr != nil {
+		return nil, herr
+	}
+	claims, herr := s.authenticate(r)
+	if herr != nil {
+		return nil, herr
+	}
+	if claims != nil {
+		if !claims.MayWatch(req.outputID) {
+			return nil, s.forbidden("scope_output", "token does not allow output_id %q; it allows %q", req.outputID, claims.Outputs)
+		}
+		if herr := s.actAs(claims, &req.clientID); herr != nil {
+			return nil, herr
+		}
+		req.expiry = claims.Expiry()
+	}
+	req.live = []string{subject.Live(req.outputID, "")}
+	req.filters = []string{subject.Frames(req.outputID, "")}
+	if req.clientID != "" {
+		req.live = append(req.live, subject.Live(req.outputID, req.clientID))
+		req.filters = append(req.filters, subject.Frames(req.outputID, req.clientID))
+	}
+	return req, nil
+}
+
+func (s *Server) parseComfy(r *http.Request) (*request, *httpError) {
+	q := r.URL.Query()
+	req := &request{endpoint: endpointComfy, clientID: q.Get("clientId")}
+	if err := subject.ValidateClientID(req.clientID); err != nil {
+		return nil, badRequest("clientId: %v", err)
+	}
+	var herr *httpError
+	if req.since, _, herr = parseResume(q, false); herr != nil {
+		return nil, herr
+	}
+	claims, herr := s.authenticate(r)
+	if herr != nil {
+		return nil, herr
+	}
+	outputs := []string{auth.AllOutputs}
+	if claims != nil {
+		if herr := s.actAs(claims, &req.clientID); herr != nil {
+			return nil, herr
+		}
+		req.expiry = claims.Expiry()
+		outputs = claims.Outputs
+	}
+	if req.clientID == "" {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		req.clientID = hex.EncodeToString(b[:])
+	}
+	ctok := subject.ClientToken(req.clientID)
+	if slices.Contains(outputs, auth.AllOutputs) {
+		req.live = []string{subject.LivePrefix + ".*." + ctok, subject.LivePrefix + ".*." + subject.Broadcast}
+		req.filters = []string{subject.Prefix + ".*." + ctok, subject.Prefix + ".*." + subject.Broadcast}
+		return req, nil
+	}
+	seen := map[string]bool{}
+	for _, oid := range outputs {
+		if seen[oid] || subject.ValidateOutputID(oid) != nil {
+			continue
+		}
+		seen[oid] = true
+		req.live = append(req.live, subject.Live(oid, req.clientID), subject.Live(oid, ""))
+		req.filters = append(req.filters, subject.Frames(oid, req.clientID), subject.Frames(oid, ""))
+	}
+	if len(req.live) == 0 {
+		return nil, s.forbidden("scope_output", "token allows no valid output id")
+	}
+	return req, nil
+}
+
+// authenticate returns the token's claims, nil claims for an anonymous
+// caller where that is allowed, or the refusal.
+func (s *Server) authenticate(r *http.Request) (*auth.Claims, *httpError) {
+	tok := auth.Token(r)
+	if tok == "" && s.cfg.AllowAnonymous {
+		return nil, nil
+	}
+	if s.verifier == nil {
+		return nil, nil // anonymous gateway without a secret: tokens are ignored
+	}
+	c, err := s.verifier.Verify(tok)
+	if err != nil {
+		reason := "invalid"
+		switch {
+		case errors.Is(err, auth.ErrMissing):
+			reason = "missing"
+		case errors.Is(err, auth.ErrExpired):
+			reason = "expired"
+		}
+		s.metrics.authFailures.WithLabelValues(reason).Inc()
+		return nil, &httpError{http.StatusUnauthorized, "unauthorized", err.Error()}
+	}
+	return c, nil
+}
+
+// actAs applies the token's sub to a requested client id: an empty id
+// becomes sub; another id than sub is refused.
+func (s *Server) actAs(c *auth.Claims, clientID *string) *httpError {
+	if c.Subject == "" {
+		return nil
+	}
+	if *clientID == "" {
+		*clientID = c.Subject
+		return nil
+	}
+	if *clientID != c.Subject {
+		return s.forbidden("scope_client", "token may act as client id %q only, not %q", c.Subject, *clientID)
+	}
+	return nil
+}
+
+func (s *Server) forbidden(reason, format string, args ...any) *httpError {
+	s.metrics.authFailures.WithLabelValues(reason).Inc()
+	return &httpError{http.StatusForbidden, "forbidden", fmt.Sprintf(format, args...)}
+}
+
+// upgrade refuses bad requests with a JSON error, or accepts the socket
+// and runs its session until it ends.
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, req *request, herr *httpError) {
+	if s.isDraining() {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "draining", "this gateway is draining; connect to another gateway")
+		return
+	}
+	if herr != nil {
+		writeError(w, herr.status, herr.code, herr.msg)
+		return
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		OriginPatterns:  s.cfg.AllowedOrigins,
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		s.log.Debug("websocket accept failed", "err", err, "origin", r.Header.Get("Origin"))
+		return // Accept wrote the response
+	}
+	ss := newSession(s, ws, req)
+	if !s.add(ss) {
+		_ = ws.Close(websocket.StatusCode(1001), "gateway draining; reconnect to another gateway")
+		return
+	}
+	defer s.remove(ss)
+	ss.run()
+}
