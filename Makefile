@@ -33,7 +33,10 @@ vet: ## go vet every module
 	$(GO) vet work
 
 .PHONY: test
-test: fmt-check vet ## gofmt check, go vet, and go test -race over every module
+test: fmt-check vet test-go test-comfyui ## gofmt check, go vet, go test -race over every module, the ComfyUI node's tests
+
+.PHONY: test-go
+test-go: ## go test -race over every module
 	CGO_ENABLED=1 $(GO) test -race -timeout 25m work
 
 .PHONY: fuzz
