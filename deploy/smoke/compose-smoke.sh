@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# compose-smoke: the clustered stack of docker-compose.yml, end to end.
+#
+#  1. installs Docker (docker.io) and docker-compose with apt when absent,
+#     and starts dockerd when none answers;
+#  2. builds the scratch images (make images) and the framecast CLI;
+#  3. brings the stack up under its own project name and ports;
+#  4. starts `framecast tail --since 0` through Caddy, publishes a batch
+#     through the producer and sees it arrive;
+#  5. kills the gateway that tail is on and the NATS node that leads the
+#     OUTPUTS stream, publishes a second batch (retrying with the same
+#     Idempotency-Key while the cluster fails over);
+#  6. checks that the running tail (reconnected through Caddy, resumed by
+#     sequence) and a fresh `tail --since 0` both got every published
+#     frame exactly once, in order, with contiguous sequences;
+#  7. brings the stack down, on failure too, and stops the dockerd it
+#     started.
+#
+# Exits 0 on success and prints "compose-smoke: 1 passed, 0 failed".
+# Ports (loopback): SMOKE_PORT_BASE (default 18080) for Caddy, +1 for the
+# producer, +142..+144 for NATS monitoring.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+export PATH=/usr/local/go/bin:$PATH
+
+PROJECT=framecast-smoke
+BASE=${SMOKE_PORT_BASE:-18080}
+export FRAMECAST_LB_PORT=$BASE
+export FRAMECAST_PRODUCER_PORT=$((BASE + 1))
+export FRAMECAST_NATS_1_MONITOR_PORT=$((BASE + 142))
+export FRAMECAST_NATS_2_MONITOR_PORT=$((BASE + 143))
+export FRAMECAST_NATS_3_MONITOR_PORT=$((BASE + 144))
+LB=http://127.0.0.1:$FRAMECAST_LB_PORT
+PRODUCER=http://127.0.0.1:$FRAMECAST_PRODUCER_PORT
+BATCH=6
+
+WORK=$(mktemp -d /tmp/framecast-smoke.XXXXXX)
+STARTED_DOCKERD=""
+TAIL_PID=""
+COMPOSE=()
+PASSED=""
+
+log() { printf '%s compose-smoke: %s\n' "$(date +%H:%M:%S)" "$*"; }
+fail() {
+  log "FAIL: $*"
+  exit 1
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  [ -n "$TAIL_PID" ] && kill "$TAIL_PID" 2>/dev/null
+  if [ ${#COMPOSE[@]} -gt 0 ]; then
+    if [ -z "$PASSED" ]; then
+      log "stack state and logs at the failure:"
+      "${COMPOSE[@]}" ps
+      "${COMPOSE[@]}" logs --no-color --tail 40
+      for f in "$WORK"/*.out "$WORK"/*.err; do
+        [ -s "$f" ] && { echo "== $f"; tail -n 40 "$f"; }
+      done
+    fi
+    "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1
+  fi
+  if [ -n "$STARTED_DOCKERD" ]; then
+    kill "$STARTED_DOCKERD" 2>/dev/null
+    for _ in $(seq 1 30); do kill -0 "$STARTED_DOCKERD" 2>/dev/null || break; sleep 1; done
+  fi
+  rm -rf "$WORK"
+  if [ -n "$PASSED" ]; then
+    echo "compose-smoke: 1 passed, 0 failed"
+  else
+    echo "compose-smoke: 0 passed, 1 failed"
+    [ "$rc" -eq 0 ] && rc=1
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- 1. Docker -------------------------------------------------------------
+need=()
+command -v dockerd >/dev/null || need+=(docker.io)
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
+  need+=(docker-compose)
+fi
+command -v python3 >/dev/null || need+=(python3)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if docker compose version >/dev/null 2>&1; then
+  COMPOSE=(docker compose -p "$PROJECT")
+else
+  COMPOSE=(docker-compose -p "$PROJECT")
+fi
+
+start_dockerd() {
+  log "starting dockerd $* (log: /var/log/framecast-dockerd.log)"
+  dockerd "$@" >>/var/log/framecast-dockerd.log 2>&1 &
+  STARTED_DOCKERD=$!
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && return 0
+    kill -0 "$STARTED_DOCKERD" 2>/dev/null || break
+    sleep 1
+  done
+  kill "$STARTED_DOCKERD" 2>/dev/null
+  wait "$STARTED_DOCKERD" 2>/dev/null
+  STARTED_DOCKERD=""
+  return 1
+}
+if ! docker info >/dev/null 2>&1; then
+  # overlay2 with iptables first; sandboxes without them get vfs and no
+  # iptables (the stack only publishes loopback ports).
+  start_dockerd || start_dockerd --storage-driver=vfs ||
+    start_dockerd --storage-driver=vfs --iptables=false ||
+    fail "dockerd does not start; see /var/log/framecast-dockerd.log"
+fi
+
+# --- 2. Images and the CLI ---------------------------------------------------
+log "building images"
+make --no-print-directory images >"$WORK/images.log" 2>&1 || {
+  tail -n 30 "$WORK/images.log"
+  fail "make images"
+}
+go build -o "$WORK/framecast" ./services/framecast/cmd/framecast
+FC="$WORK/framecast"
+
+# --- 3. The stack ---------------------------------------------------------
+"${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
+log "starting the stack (project $PROJECT, Caddy on $LB, producer on $PRODUCER)"
+"${COMPOSE[@]}" up -d >"$WORK/up.log" 2>&1 || {
+  cat "$WORK/up.log"
+  fail "compose up"
+}
+
+# jsz NODE prints the monitoring JSON of nats-NODE's JetStream for the
+# FRAMECAST account.
+jsz() {
+  local port=$((BASE + 141 + $1))
+  curl -fsS --max-time 3 "http://127.0.0.1:$port/jsz?acc=FRAMECAST&streams=true&config=true" 2>/dev/null
+}
+# gateway_conns prints how many NATS connections the gateways hold.
+gateway_conns() {
+  local n=0 port c
+  for port in $((BASE + 142)) $((BASE + 143)) $((BASE + 144)); do
+    c=$(curl -fsS --max-time 3 "http://127.0.0.1:$port/connz?auth=true" 2>/dev/null |
+      python3 -c 'import json,sys; print(sum(1 for c in json.load(sys.stdin).get("connections") or [] if c.get("authorized_user")=="gateway"))' 2>/dev/null) || c=0
+    n=$((n + ${c:-0}))
+  done
+  echo "$n"
+}
+
+log "waiting for the cluster, the stream (R3), both gateways and the producer"
+ready=""
+deadline=$((SECONDS + 120))
+while [ "$SECONDS" -lt "$deadline" ]; do
+  if curl -fsS --max-time 3 -o /dev/null "$PRODUCER/readyz" &&
+    curl -fsS --max-time 3 -o /dev/null "$LB/readyz" &&
+    [ "$(gateway_conns)" -ge 2 ] &&
+    jsz 1 | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+ss = [s for a in d.get("account_details") or [] for s in a.get("stream_detail") or [] if s["name"] == "OUTPUTS"]
+ok = ss and ss[0]["config"]["num_replicas"] == 3 and ss[0].get("cluster", {}).get("leader")
+sys.exit(0 if ok else 1)' 2>/dev/null; then
+    ready=1
+    break
+  fi
+  sleep 1
+done
+[ -n "$ready" ] || fail "stack not ready after 120s"
+# Caddy's active health checks run every second: let both gateways enter
+# the pool.
+sleep 3
+
+# --- 4. First batch, live ---------------------------------------------------
+OID="smoke-$(date +%s)"
+python3 - "$WORK" "$BATCH" <<'EOF'
+# Writes distinct 16x16 RGB PNGs: a/00.png.. and b/00.png.. (one folder
+# per batch).
+import os, struct, sys, zlib
+work, n = sys.argv[1], int(sys.argv[2])
+def png(path, rgb):
+    w = h = 16
+    raw = b"".join(b"\x00" + bytes(rgb) * w for _ in range(h))
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + \
+        chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    with open(path, "wb") as f:
+        f.write(data)
+for k, d in enumerate("ab"):
+    os.makedirs(os.path.join(work, d), exist_ok=True)
+    for i in range(n):
+        png(os.path.join(work, d, "%02d.png" % i), (40 * i % 256, 128 * k, 255 - 30 * i % 256))
+EOF
+
+log "tail --since 0 through Caddy (output $OID)"
+"$FC" tail --gateway-url "$LB" --output-id "$OID" --since 0 --count $((2 * BATCH)) \
+  >"$WORK/tail-live.out" 2>"$WORK/tail-live.err" &
+TAIL_PID=$!
+gw=""
+for _ in $(seq 1 30); do
+  gw=$(sed -n 's/^hello: gateway \([^,]*\),.*/\1/p' "$WORK/tail-live.out" | head -n 1)
+  [ -n "$gw" ] && break
+  sleep 1
+done
+[ -n "$gw" ] || fail "tail got no hello from the gateways"
+log "tail is on $gw"
+
+# publish BATCH_DIR KEY: one batch, retried with the same Idempotency-Key
+# until the producer accepts it (503 while NATS fails over).
+publish() {
+  local dir=$1 key=$2 try
+  for try in $(seq 1 90); do
+    if "$FC" publish --producer-url "$PRODUCER" --output-id "$OID" --type png \
+      --idempotency-key "$key" --timeout 20s "$dir" >"$WORK/publish-$key.out" 2>"$WORK/publish-$key.err"; then
+      grep -o '^seq=[0-9]*' "$WORK/publish-$key.out" | cut -d= -f2 >>"$WORK/published.seqs"
+      log "published batch $key (try $try): seqs $(grep -o '^seq=[0-9]*' "$WORK/publish-$key.out" | cut -d= -f2 | tr '\n' ' ')"
+      return 0
+    fi
+    sleep 1
+  done
+  cat "$WORK/publish-$key.err"
+  fail "publish $key: not accepted in 90 tries"
+}
+frames() { grep -c '^seq=' "$1" 2>/dev/null || true; }
+
+publish "$WORK/a" "$OID-a"
+for _ in $(seq 1 60); do
+  [ "$(frames "$WORK/tail-live.out")" -ge "$BATCH" ] && break
+  kill -0 "$TAIL_PID" 2>/dev/null || break
+  sleep 0.5
+done
+[ "$(frames "$WORK/tail-live.out")" -ge "$BATCH" ] || fail "tail got $(frames "$WORK/tail-live.out") of $BATCH live frames"
+log "tail got the first $BATCH frames live"
+
+# --- 5. Faults --------------------------------------------------------------
+leader=$(jsz 1 | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+ss = [s for a in d.get("account_details") or [] for s in a.get("stream_detail") or [] if s["name"] == "OUTPUTS"]
+print(ss[0]["cluster"]["leader"])')
+log "killing $gw (tail's gateway) and $leader (the OUTPUTS stream leader)"
+"${COMPOSE[@]}" kill "$gw" "$leader" >/dev/null 2>&1 || fail "kill $gw $leader"
+
+publish "$WORK/b" "$OID-b"
+
+# --- 6. Nothing lost ----------------------------------------------------------
+log "waiting for the running tail to reconnect and finish"
+for _ in $(seq 1 120); do
+  kill -0 "$TAIL_PID" 2>/dev/null || break
+  sleep 0.5
+done
+if kill -0 "$TAIL_PID" 2>/dev/null; then
+  fail "running tail has $(frames "$WORK/tail-live.out") of $((2 * BATCH)) frames after 60s"
+fi
+wait "$TAIL_PID" || fail "running tail exited with $?"
+TAIL_PID=""
+grep -q '^disconnected from' "$WORK/tail-live.err" || fail "running tail never saw its gateway go"
+
+log "fresh tail --since 0 with one gateway and one NATS node down"
+timeout 60 "$FC" tail --gateway-url "$LB" --output-id "$OID" --since 0 --count $((2 * BATCH)) \
+  >"$WORK/tail-replay.out" 2>"$WORK/tail-replay.err" || fail "fresh tail: exit $?"
+
+python3 - "$WORK" $((2 * BATCH)) <<'EOF' || fail "frames lost, duplicated or out of order"
+import re, sys
+work, want = sys.argv[1], int(sys.argv[2])
+pub = [int(l) for l in open(work + "/published.seqs") if l.strip()]
+ok = True
+def check(name, got):
+    global ok
+    if got != pub:
+        print("%s: got seqs %s; want %s" % (name, got, pub))
+        ok = False
+if len(pub) != want or len(set(pub)) != want or pub != list(range(pub[0], pub[0] + want)):
+    print("published seqs %s; want %d contiguous" % (pub, want))
+    ok = False
+for name in ("tail-live", "tail-replay"):
+    text = open("%s/%s.out" % (work, name)).read()
+    if "gap:" in text:
+        print("%s reported a gap" % name)
+        ok = False
+    check(name, [int(s) for s in re.findall(r"^seq=(\d+)", text, re.M)])
+sys.exit(0 if ok else 1)
+EOF
+sed 's/^/  running tail: /' "$WORK/tail-live.err"
+log "running tail's gateways: $(sed -n 's/^hello: gateway \([^,]*\),.*/\1/p' "$WORK/tail-live.out" | tr '\n' ' ')"
+log "running tail and fresh replay both got seqs $(tr '\n' ' ' <"$WORK/published.seqs")"
+PASSED=1
