@@ -47,10 +47,14 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
 	  done; done
 
 .PHONY: bench
-bench: ## run the benchmarks (encoders; PIL side by side when /usr/bin/python3 has PIL)
+bench: bench-encode bench-gateway ## run every benchmark (figures go in BENCHMARKS.md)
+
+.PHONY: bench-encode
+bench-encode: ## encoder benchmarks for the 1024x1024 photo-like image, and PIL's figures for the same bytes
+	@mkdir -p $(BIN)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./shared/encode/
-	FRAMECAST_BENCH_IMAGE=$(CURDIR)/$(BIN)/bench.rgb $(GO) test -run TestWriteBenchImage ./shared/encode/ -count=1
-	-/usr/bin/python3 bench/pil_encode.py $(CURDIR)/$(BIN)/bench.rgb
+	FRAMECAST_BENCH_IMAGE=$(CURDIR)/$(BIN)/bench.rgb $(GO) test -count=1 -run '^TestWriteBenchImage$$' ./shared/encode/
+	/usr/bin/python3 bench/pil_encode.py $(CURDIR)/$(BIN)/bench.rgb || echo "PIL figures skipped: /usr/bin/python3 with PIL (Debian python3-pil) is needed"
 
 .PHONY: clean
 clean: ## remove build output
