@@ -11,6 +11,7 @@ type metrics struct {
 	replays       prometheus.Counter
 	gaps          prometheus.Counter
 	slowCloses    prometheus.Counter
+	pings         prometheus.Counter
 	authFailures  *prometheus.CounterVec
 }
 
@@ -40,11 +41,14 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		slowCloses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "framecast_gateway_slow_client_closes_total", Help: "Connections closed with 4008.",
 		}),
+		pings: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "framecast_gateway_pings_total", Help: "Keepalive pings answered by clients.",
+		}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "framecast_gateway_auth_failures_total", Help: "Refused upgrades and closes by auth reason.",
 		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.connections, m.subscriptions, m.frames, m.bytes, m.overflows,
-		m.replays, m.gaps, m.slowCloses, m.authFailures)
+		m.replays, m.gaps, m.slowCloses, m.pings, m.authFailures)
 	return m
 }

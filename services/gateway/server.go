@@ -101,7 +101,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	s.source = replay.Source{JS: s.js, Stream: cfg.Stream.Name}
+	s.source = replay.Source{JS: s.js, Stream: cfg.Stream.Name, Bucket: cfg.Stream.Bucket}
 	s.hub = hub.New(s.nc, 0, s.log, hub.Stats{
 		Subscriptions: func(n int) { s.metrics.subscriptions.Set(float64(n)) },
 		Gap:           func() { s.metrics.gaps.Inc() },
@@ -227,6 +227,9 @@ func (s *Server) Drain(ctx context.Context) error {
 	s.drainOnce.Do(func() {
 		s.mu.Lock()
 		close(s.draining)
+		for ss := range s.sessions {
+			ss.wake() // idle sessions have no writer to see the drain
+		}
 		s.mu.Unlock()
 	})
 	done := make(chan struct{})
@@ -277,7 +280,7 @@ func (s *Server) closeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for ss := range s.sessions {
-		ss.cancel()
+		ss.cut()
 	}
 }
 

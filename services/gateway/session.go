@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"net"
 	"sync"
 	"time"
 
@@ -34,33 +36,64 @@ const (
 	stateLive
 )
 
-// item is one queued websocket message.
+// item is one queued websocket message: data, or for a frame sent by
+// reference, the shared frame whose bytes the writer resolves (large.go).
 type item struct {
-	seq  uint64
-	text bool
-	data []byte
+	seq   uint64
+	text  bool
+	data  []byte
+	frame *hub.Frame
 }
 
-// session is one websocket connection. The HTTP handler goroutine runs it
-// as the writer; a second goroutine reads (and discards) client messages.
-// Deliver and Missed run on the hub's dispatcher and never block.
-type session struct {
-	srv    *Server
-	ws     *websocket.Conn
-	req    *request
-	log    *slog.Logger
-	ctx    context.Context
-	cancel context.CancelFunc
-	limit  int
-	notify chan struct{}
-	frames prometheus.Counter
-	bytes  prometheus.Counter
+// size is what the item counts against the queue bound.
+func (it item) size() int {
+	if it.frame != nil {
+		return it.frame.Size()
+	}
+	return len(it.data)
+}
 
-	mu     sync.Mutex
-	state  state
-	behind bool // the writer must catch up from the stream once its queue is empty
-	queue  []item
-	queued int // bytes in queue and in the writer's current batch
+// session is one websocket connection, run by up to two goroutines.
+//
+// The reader reads (and discards) client messages, which keeps the library
+// answering pings and close frames. It owns the session: when the
+// connection fails or is closed, it stops the writer and cleans up.
+//
+// The writer runs only while there is work: the start (hello, replay),
+// queued messages, a catch-up, a due ping, or a close. signal starts it
+// and it exits once idle, so an idle connection holds one goroutine and
+// no writer stack. Deliver and Missed run on the hub's dispatcher and
+// never block; the ping and expiry timers only flag work and signal.
+type session struct {
+	srv     *Server
+	ws      *websocket.Conn
+	conn    net.Conn // under ws: closing it cuts the connection at once
+	req     *request
+	log     *slog.Logger
+	limit   int
+	frames  prometheus.Counter
+	bytes   prometheus.Counter
+	pinger  *time.Timer
+	expirer *time.Timer // nil without a token expiry
+	writers sync.WaitGroup
+
+	// ctx is the running writer's context, set by signal before the
+	// writer starts and read by the writer only; it ends when the writer
+	// parks or the session is cut. started is the writer's too: writer
+	// runs are ordered by mu.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	started bool
+
+	mu      sync.Mutex
+	running bool // a writer goroutine runs
+	ended   bool // the session ended: no writer starts any more
+	pingDue bool
+	expired bool
+	state   state
+	behind  bool // the writer must catch up from the stream once its queue is empty
+	queue   []item
+	queued  int // bytes in queue and in the writer's current batch
 	// last is the highest sequence queued or written; live frames at or
 	// below it are duplicates.
 	last      uint64
@@ -71,40 +104,88 @@ type session struct {
 
 var _ hub.Subscriber = (*session)(nil)
 
-func newSession(srv *Server, ws *websocket.Conn, req *request) *session {
-	ctx, cancel := context.WithCancel(context.Background())
+func newSession(srv *Server, ws *websocket.Conn, conn net.Conn, req *request) *session {
 	return &session{
-		srv: srv, ws: ws, req: req, ctx: ctx, cancel: cancel,
-		log:    srv.log.With("endpoint", req.endpoint, "output_id", req.outputID, "client_id", req.clientID),
+		srv: srv, ws: ws, conn: conn, req: req,
+		log:    slog.New(sessionLog{srv.log.Handler(), req}),
 		limit:  srv.cfg.QueueBytes,
-		notify: make(chan struct{}, 1),
 		frames: srv.metrics.frames.WithLabelValues(req.endpoint),
 		bytes:  srv.metrics.bytes.WithLabelValues(req.endpoint),
 		state:  stateHolding,
 	}
 }
 
+// sessionLog adds a session's endpoint and ids to the records it logs
+// when they are logged, instead of formatting them for every session up
+// front as slog.Logger.With does.
+type sessionLog struct {
+	slog.Handler
+	req *request
+}
+
+func (h sessionLog) Handle(ctx context.Context, r slog.Record) error {
+	r.AddAttrs(slog.String("endpoint", h.req.endpoint), slog.String("output_id", h.req.outputID),
+		slog.String("client_id", h.req.clientID))
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h sessionLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return sessionLog{h.Handler.WithAttrs(as), h.req}
+}
+
+func (h sessionLog) WithGroup(name string) slog.Handler {
+	return sessionLog{h.Handler.WithGroup(name), h.req}
+}
+
 func (s *session) comfy() bool { return s.req.endpoint == endpointComfy }
 
+// signal starts the writer unless it runs or the session ended. It needs
+// s.mu.
 func (s *session) signal() {
-	select {
-	case s.notify <- struct{}{}:
-	default:
+	if s.running || s.ended {
+		return
 	}
+	s.running = true
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.writers.Add(1)
+	go s.writeLoop()
+}
+
+// wake starts the writer to look at the session's state again (drain).
+func (s *session) wake() {
+	s.mu.Lock()
+	s.signal()
+	s.mu.Unlock()
+}
+
+// cut closes the connection at once and stops the writer; the reader then
+// ends the session.
+func (s *session) cut() {
+	s.mu.Lock()
+	if s.running {
+		s.cancel()
+	}
+	s.mu.Unlock()
+	_ = s.conn.Close()
 }
 
 // Deliver queues a live frame, or holds it during a replay. It never
 // blocks: a full queue switches the session to catch-up instead.
 func (s *session) Deliver(f *hub.Frame) {
-	var data []byte
-	if s.comfy() {
-		data = f.Comfy()
-	} else {
-		data = f.Native()
+	it := item{seq: f.Seq, frame: f}
+	if f.Meta.Object == "" {
+		var data []byte
+		if s.comfy() {
+			data = f.Comfy()
+		} else {
+			data = f.Native()
+		}
+		if data == nil {
+			return
+		}
+		it = item{seq: f.Seq, data: data}
 	}
-	if data == nil {
-		return
-	}
+	size := it.size()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch s.state {
@@ -112,25 +193,25 @@ func (s *session) Deliver(f *hub.Frame) {
 		if f.Seq <= s.last {
 			return
 		}
-		if s.queued+len(data) > s.limit && s.queued > 0 {
+		if s.queued+size > s.limit && s.queued > 0 {
 			s.srv.metrics.overflows.Inc()
 			s.startHolding()
 			return
 		}
-		s.queue = append(s.queue, item{seq: f.Seq, data: data})
-		s.queued += len(data)
+		s.queue = append(s.queue, it)
+		s.queued += size
 		s.last = f.Seq
 		s.signal()
 	case stateHolding:
 		if s.heldLost {
 			return
 		}
-		if s.heldBytes+len(data) > s.limit {
+		if s.heldBytes+size > s.limit {
 			s.held, s.heldBytes, s.heldLost = nil, 0, true
 			return
 		}
-		s.held = append(s.held, item{seq: f.Seq, data: data})
-		s.heldBytes += len(data)
+		s.held = append(s.held, it)
+		s.heldBytes += size
 	}
 }
 
@@ -155,38 +236,83 @@ func (s *session) startHolding() {
 	s.signal()
 }
 
-// run serves the connection until it ends.
-func (s *session) run() {
-	m := s.srv.metrics.connections.WithLabelValues(s.req.endpoint)
-	m.Inc()
-	defer m.Dec()
-	defer s.cancel()
+// begin starts the reader, the timers and the writer (which starts the
+// session). It returns at once; the reader ends the session.
+func (s *session) begin() {
+	s.srv.metrics.connections.WithLabelValues(s.req.endpoint).Inc()
 	s.ws.SetReadLimit(ReadLimit)
-	readerDone := make(chan struct{})
-	go s.read(readerDone)
-	defer func() {
-		s.srv.hub.Leave(s, s.req.live)
-		s.cancel()
-		_ = s.ws.CloseNow()
-		<-readerDone
-	}()
-	if err := s.start(); err != nil {
-		s.finish(err)
-		return
+	s.mu.Lock()
+	// The first ping comes after half to all of the interval, so that
+	// connections opened together do not all ping together.
+	every := s.srv.cfg.PingInterval
+	s.pinger = time.AfterFunc(every-rand.N(every/2+1), s.pingTick)
+	if !s.req.expiry.IsZero() {
+		s.expirer = time.AfterFunc(time.Until(s.req.expiry), s.expire)
 	}
-	s.finish(s.loop())
+	s.signal()
+	s.mu.Unlock()
+	go s.read()
 }
 
-// read discards client messages until the connection fails. A message
-// over ReadLimit makes the library close with 1009.
-func (s *session) read(done chan<- struct{}) {
-	defer close(done)
-	defer s.cancel()
+func (s *session) pingTick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	s.pingDue = true
+	s.pinger.Reset(s.srv.cfg.PingInterval)
+	s.signal()
+}
+
+func (s *session) expire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expired = true
+	s.signal()
+}
+
+// read discards client messages until the connection fails, then ends
+// the session. A message over ReadLimit makes the library close with
+// 1009. It reads without a context: cut closes the connection instead, so
+// no per-read context registration is held while idle.
+func (s *session) read() {
 	for {
-		if _, _, err := s.ws.Read(s.ctx); err != nil {
-			return
+		if _, _, err := s.ws.Read(context.Background()); err != nil {
+			break
 		}
 	}
+	s.mu.Lock()
+	s.ended = true
+	if s.running {
+		s.cancel()
+	}
+	s.mu.Unlock()
+	s.writers.Wait()
+	s.pinger.Stop()
+	if s.expirer != nil {
+		s.expirer.Stop()
+	}
+	s.srv.hub.Leave(s, s.req.live)
+	_ = s.ws.CloseNow()
+	s.srv.metrics.connections.WithLabelValues(s.req.endpoint).Dec()
+	s.srv.remove(s)
+}
+
+// writeLoop is the writer goroutine. When the session fails or must close,
+// it closes the connection with the code the cause calls for.
+func (s *session) writeLoop() {
+	defer s.writers.Done()
+	err := s.loop()
+	if err == nil {
+		return // parked; signal starts a new writer
+	}
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
+	s.finish(err)
+	s.cancel()
+	_ = s.ws.CloseNow()
 }
 
 // start joins the hub, sends the first message, and replays.
@@ -243,6 +369,12 @@ var errStream = errors.New("stream unavailable")
 
 // catchUp writes every frame from sequence from on straight from the
 // stream, at the client's pace, then hands over to live.
+//
+// Frames that leave the stream's window (age, limits, purge) before they
+// are read are reported to a native client with a gap message naming the
+// sequences lost, never skipped silently: those below the stream's first
+// sequence when a read starts, and those the window passed while the read
+// was on its way to them (replay.Source.ReadWithGaps).
 func (s *session) catchUp(from uint64, initial bool) error {
 	for {
 		first, _, err := s.srv.source.Bounds(s.ctx)
@@ -250,16 +382,12 @@ func (s *session) catchUp(from uint64, initial bool) error {
 			return fmt.Errorf("%w: %v", errStream, err)
 		}
 		if first > 0 && from < first {
-			s.srv.metrics.gaps.Inc()
-			if !s.comfy() {
-				gap := wire.Control{Type: wire.TypeGap, From: from, To: first - 1}
-				if err := s.write(true, wire.EncodeControl(gap)); err != nil {
-					return err
-				}
+			if err := s.gap(from, first-1); err != nil {
+				return err
 			}
 			from = first
 		}
-		last, err := s.srv.source.Read(s.ctx, s.req.filters, from, s.replayOne)
+		last, err := s.srv.source.ReadWithGaps(s.ctx, s.req.filters, from, s.replayOne, s.gap)
 		if err != nil {
 			if errors.Is(err, errWrite) || errors.Is(err, errDraining) || s.ctx.Err() != nil {
 				return err
@@ -271,6 +399,16 @@ func (s *session) catchUp(from uint64, initial bool) error {
 		}
 		from = last + 1
 	}
+}
+
+// gap reports lost sequences from..to: a gap message on the native
+// endpoint; ComfyDeploy clients have no such message and skip them.
+func (s *session) gap(from, to uint64) error {
+	s.srv.metrics.gaps.Inc()
+	if s.comfy() {
+		return nil
+	}
+	return s.write(true, wire.EncodeControl(wire.Control{Type: wire.TypeGap, From: from, To: to}))
 }
 
 // replayOne writes one message read from the stream.
@@ -287,16 +425,22 @@ func (s *session) replayOne(m jetstream.Msg) error {
 		s.log.Warn("skipping stored frame with bad metadata", "seq", md.Sequence.Stream, "err", err)
 		return nil
 	}
-	var data []byte
-	if s.comfy() {
-		if data, err = wire.EncodeComfy(meta.OutputID, meta.Format, m.Data()); err != nil {
-			return nil
+	if meta.Object != "" {
+		if err := s.replayObject(md.Sequence.Stream, meta); err != nil {
+			return err
 		}
 	} else {
-		data = wire.EncodeNative(wire.HeaderOf(md.Sequence.Stream, meta), m.Data())
-	}
-	if err := s.write(false, data); err != nil {
-		return err
+		var data []byte
+		if s.comfy() {
+			if data, err = wire.EncodeComfy(meta.OutputID, meta.Format, m.Data()); err != nil {
+				return nil
+			}
+		} else {
+			data = wire.EncodeNative(wire.HeaderOf(md.Sequence.Stream, meta), m.Data())
+		}
+		if err := s.write(false, data); err != nil {
+			return err
+		}
 	}
 	s.mu.Lock()
 	s.last = max(s.last, md.Sequence.Stream) // for the resume point of a close reason
@@ -324,7 +468,7 @@ func (s *session) handOver(last uint64, initial bool) bool {
 	for _, it := range s.held {
 		if it.seq > s.last {
 			s.queue = append(s.queue, it)
-			s.queued += len(it.data)
+			s.queued += it.size()
 			s.last = it.seq
 		}
 	}
@@ -335,54 +479,64 @@ func (s *session) handOver(last uint64, initial bool) bool {
 	return true
 }
 
-// loop writes queued messages, catches up when behind, pings, and ends on
-// drain, token expiry or a failed connection.
+// loop starts the session on the writer's first run, then writes queued
+// messages, catches up when behind and pings until there is nothing to do:
+// it then clears s.running and returns nil. It returns the cause when the
+// session must end: drain, token expiry, a failed connection or stream.
 func (s *session) loop() error {
-	ping := time.NewTicker(s.srv.cfg.PingInterval)
-	defer ping.Stop()
-	var expired <-chan time.Time
-	if !s.req.expiry.IsZero() {
-		t := time.NewTimer(time.Until(s.req.expiry))
-		defer t.Stop()
-		expired = t.C
+	if !s.started {
+		s.started = true
+		if err := s.start(); err != nil {
+			return err
+		}
 	}
 	for {
 		if s.srv.isDraining() {
 			return s.flushBatch(errDraining)
 		}
+		if err := s.ctx.Err(); err != nil {
+			return err
+		}
 		s.mu.Lock()
+		if s.expired {
+			s.mu.Unlock()
+			return errExpired
+		}
 		batch := s.queue
 		s.queue = nil
 		behind := s.behind && len(batch) == 0
+		// Pings go out when nothing else is to be written, as a
+		// connection that is written to shows its liveness through the
+		// write timeout.
+		ping := s.pingDue && len(batch) == 0 && !behind
+		s.pingDue = s.pingDue && !ping
 		from := s.last + 1
+		if len(batch) == 0 && !behind && !ping {
+			s.running = false
+			cancel := s.cancel
+			s.mu.Unlock()
+			cancel()
+			return nil
+		}
 		s.mu.Unlock()
-		if behind {
+		switch {
+		case behind:
 			s.srv.metrics.replays.Inc()
 			if err := s.catchUp(from, false); err != nil {
 				return err
 			}
-			continue
-		}
-		if len(batch) > 0 {
+		case len(batch) > 0:
 			if err := s.writeBatch(batch); err != nil {
 				return err
 			}
-			continue
-		}
-		select {
-		case <-s.notify:
-		case <-s.srv.draining:
-		case <-ping.C:
+		case ping:
 			ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.WriteTimeout)
 			err := s.ws.Ping(ctx)
 			cancel()
 			if err != nil {
 				return fmt.Errorf("%w: ping: %v", errWrite, err)
 			}
-		case <-expired:
-			return errExpired
-		case <-s.ctx.Done():
-			return s.ctx.Err()
+			s.srv.metrics.pings.Inc()
 		}
 	}
 }
@@ -391,15 +545,24 @@ var errExpired = errors.New("token expired")
 
 func (s *session) writeBatch(batch []item) error {
 	for i, it := range batch {
-		err := s.write(it.text, it.data)
+		var err error
+		if it.frame != nil {
+			err = s.writeFrame(it)
+		} else {
+			err = s.write(it.text, it.data)
+		}
 		s.mu.Lock()
-		s.queued -= len(it.data)
+		s.queued -= it.size()
 		if err != nil {
 			for _, rest := range batch[i+1:] {
-				s.queued -= len(rest.data)
+				s.queued -= rest.size()
 			}
 		}
 		s.mu.Unlock()
+		if errors.Is(err, errRefetch) {
+			s.refetch(it.seq)
+			return nil
+		}
 		if err != nil {
 			return err
 		}

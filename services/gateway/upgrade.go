@@ -1,10 +1,14 @@
 package gateway
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -233,7 +237,8 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, req *request, h
 		writeError(w, herr.status, herr.code, herr.msg)
 		return
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	hw := &hijackWriter{ResponseWriter: w}
+	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		OriginPatterns:  s.cfg.AllowedOrigins,
 		CompressionMode: websocket.CompressionDisabled,
 	})
@@ -241,11 +246,49 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, req *request, h
 		s.log.Debug("websocket accept failed", "err", err, "origin", r.Header.Get("Origin"))
 		return // Accept wrote the response
 	}
-	ss := newSession(s, ws, req)
+	ss := newSession(s, ws, hw.conn, req)
 	if !s.add(ss) {
 		_ = ws.Close(websocket.StatusCode(1001), "gateway draining; reconnect to another gateway")
 		return
 	}
-	defer s.remove(ss)
-	ss.run()
+	// The session runs on its own goroutines; returning lets net/http
+	// free the request and this goroutine's stack.
+	ss.begin()
 }
+
+// Buffer sizes of a hijacked connection. net/http hands over 4 KiB each;
+// clients send only control frames, and frames written are mostly larger
+// than any buffer (they go to the socket directly), so small buffers cost
+// nothing but memory saved on every idle connection.
+const (
+	readBufferSize  = 512
+	writeBufferSize = 512
+)
+
+// hijackWriter gives the websocket library small buffers when it hijacks
+// the connection, and keeps the connection for the session.
+type hijackWriter struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	// Bytes the client sent after its request stay first in line.
+	var r *bufio.Reader
+	if n := brw.Reader.Buffered(); n > 0 {
+		pending, _ := brw.Reader.Peek(n)
+		r = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(pending)), conn), max(readBufferSize, n))
+		_, _ = r.Peek(n)
+	} else {
+		r = bufio.NewReaderSize(conn, readBufferSize)
+	}
+	w.conn = conn
+	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(conn, writeBufferSize)), nil
+}
+
+// Unwrap lets http.ResponseController reach the net/http writer.
+func (w *hijackWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/framecast/framecast/services/producer/publish"
 	"github.com/framecast/framecast/shared/stream"
 )
 
@@ -39,7 +40,16 @@ type Config struct {
 	// Tokens are the accepted static bearer tokens. Empty disables auth:
 	// anyone who reaches the port can publish.
 	Tokens []string
-	// PublishTimeout bounds the acknowledgement of each frame; default 5s.
+	// InlineLimit is the largest image sent inside its stream message;
+	// larger ones go through the large-frame bucket (Stream.Bucket) by
+	// reference. Default publish.DefaultInlineLimit (1 MiB), lowered to the
+	// server's max_payload less 64 KiB; negative sends every frame inline.
+	InlineLimit int64
+	// MaxFrameBytes is the largest image; larger ones get 413
+	// frame_too_large. Default publish.DefaultMaxFrame (32 MiB).
+	MaxFrameBytes int64
+	// PublishTimeout bounds the acknowledgement of each frame, a large
+	// frame's upload included; default 5s.
 	PublishTimeout time.Duration
 	// ReconnectWait is the pause between NATS reconnect attempts; default 1s.
 	ReconnectWait time.Duration
@@ -64,6 +74,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = DefaultPublishTimeout
 	}
+	if c.MaxFrameBytes == 0 {
+		c.MaxFrameBytes = publish.DefaultMaxFrame
+	}
 	if c.ReconnectWait == 0 {
 		c.ReconnectWait = DefaultReconnectWait
 	}
@@ -85,6 +98,8 @@ func (c Config) withDefaults() (Config, error) {
 	switch {
 	case c.MaxBodyBytes < 1:
 		return c, fmt.Errorf("%w: max body bytes %d; want a positive size", ErrInvalidConfig, c.MaxBodyBytes)
+	case c.MaxFrameBytes < 1:
+		return c, fmt.Errorf("%w: max frame bytes %d; want a positive size", ErrInvalidConfig, c.MaxFrameBytes)
 	case c.PublishTimeout < 0:
 		return c, fmt.Errorf("%w: publish timeout %v; want a positive duration", ErrInvalidConfig, c.PublishTimeout)
 	case c.ReconnectWait < 0:

@@ -15,6 +15,7 @@ import (
 
 	"github.com/framecast/framecast/shared/encode"
 	"github.com/framecast/framecast/shared/frame"
+	"github.com/framecast/framecast/shared/stream"
 	"github.com/framecast/framecast/shared/subject"
 )
 
@@ -410,6 +411,8 @@ func TestConfigInvalid(t *testing.T) {
 		{"bad url", Config{NATSURL: "::nope"}},
 		{"empty token", Config{Tokens: []string{""}}},
 		{"token with space", Config{Tokens: []string{"a b"}}},
+		{"negative max frame", Config{MaxFrameBytes: -1}},
+		{"bad bucket name", Config{Stream: stream.Config{Bucket: "a.b"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -101,7 +101,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	s.pub = publish.New(s.js, publish.Options{Timeout: cfg.PublishTimeout})
+	s.pub = publish.New(s.js, publish.Options{Timeout: cfg.PublishTimeout,
+		InlineLimit: cfg.InlineLimit, MaxFrame: cfg.MaxFrameBytes, Bucket: cfg.Stream.Bucket})
 	s.handler = s.routes()
 
 	loopCtx, stop := context.WithCancel(context.Background())

@@ -23,6 +23,9 @@ const (
 	// HeaderObject names the Object Store entry holding the image when it
 	// was too large to travel inline; the message body is then empty.
 	HeaderObject = "Framecast-Object"
+	// HeaderObjectSize is the size in bytes of the image named by
+	// HeaderObject, so a receiver can budget for it before fetching it.
+	HeaderObjectSize = "Framecast-Object-Size"
 )
 
 // Limits on metadata values, checked by Decode and Validate.
@@ -45,6 +48,9 @@ type Meta struct {
 	Timestamp int64
 	// Object is the Object Store name of an image sent by reference, or "".
 	Object string
+	// ObjectSize is the size in bytes of the image named by Object; 0 when
+	// Object is "" or the sender did not say.
+	ObjectSize int64
 }
 
 // Validate checks every field against the contract.
@@ -63,6 +69,9 @@ func (m Meta) Validate() error {
 	}
 	if m.BatchSize < 1 || m.BatchSize > MaxBatch || m.BatchIndex < 0 || m.BatchIndex >= m.BatchSize {
 		return fmt.Errorf("%w: batch index %d of %d; want 0 <= index < size <= %d", ErrInvalid, m.BatchIndex, m.BatchSize, MaxBatch)
+	}
+	if m.ObjectSize < 0 || (m.ObjectSize > 0 && m.Object == "") {
+		return fmt.Errorf("%w: object size %d for object %q; want 0, or a positive size with an object name", ErrInvalid, m.ObjectSize, m.Object)
 	}
 	return nil
 }
@@ -87,6 +96,9 @@ func (m Meta) Header(h nats.Header) {
 	h.Set(HeaderTimestamp, strconv.FormatInt(m.Timestamp, 10))
 	if m.Object != "" {
 		h.Set(HeaderObject, m.Object)
+	}
+	if m.ObjectSize != 0 {
+		h.Set(HeaderObjectSize, strconv.FormatInt(m.ObjectSize, 10))
 	}
 }
 
@@ -119,6 +131,11 @@ func Decode(h nats.Header) (Meta, error) {
 	}
 	if m.Timestamp, err = strconv.ParseInt(h.Get(HeaderTimestamp), 10, 64); err != nil {
 		return Meta{}, fmt.Errorf("%w: header %s: %q is not an integer", ErrInvalid, HeaderTimestamp, h.Get(HeaderTimestamp))
+	}
+	if v := h.Get(HeaderObjectSize); v != "" {
+		if m.ObjectSize, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return Meta{}, fmt.Errorf("%w: header %s: %q is not an integer", ErrInvalid, HeaderObjectSize, v)
+		}
 	}
 	if err := m.Validate(); err != nil {
 		return Meta{}, err

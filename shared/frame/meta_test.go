@@ -12,7 +12,8 @@ func sample() Meta {
 }
 
 func TestMetaRoundTrip(t *testing.T) {
-	for _, m := range []Meta{sample(), {OutputID: "o", Format: PNG, Width: 1, Height: 1, BatchSize: 1, Object: "obj-1"}} {
+	for _, m := range []Meta{sample(), {OutputID: "o", Format: PNG, Width: 1, Height: 1, BatchSize: 1, Object: "obj-1"},
+		{OutputID: "o", Format: PNG, Width: 1, Height: 1, BatchSize: 1, Object: "k/0", ObjectSize: 5 << 20}} {
 		h := nats.Header{}
 		m.Header(h)
 		got, err := Decode(h)
@@ -41,6 +42,9 @@ func TestDecodeRefuses(t *testing.T) {
 		{"negative index", func(h nats.Header) { h.Set(HeaderBatchIndex, "-1") }},
 		{"no timestamp", func(h nats.Header) { h.Del(HeaderTimestamp) }},
 		{"control in client id", func(h nats.Header) { h.Set(HeaderClientID, "a\x01") }},
+		{"object size not int", func(h nats.Header) { h.Set(HeaderObject, "k/0"); h.Set(HeaderObjectSize, "big") }},
+		{"negative object size", func(h nats.Header) { h.Set(HeaderObject, "k/0"); h.Set(HeaderObjectSize, "-1") }},
+		{"object size without object", func(h nats.Header) { h.Set(HeaderObjectSize, "10") }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

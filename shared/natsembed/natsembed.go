@@ -66,7 +66,7 @@ func Start(c Config) (*server.Server, error) {
 		MaxPayload:         c.MaxPayload,
 		NoSigs:             true,
 		NoLog:              !c.Logs,
-		JetStreamMaxMemory: 1 << 30,
+		JetStreamMaxMemory: 2 << 30, // a memory OUTPUTS stream and its bucket at their defaults
 		JetStreamMaxStore:  8 << 30,
 	}
 	if c.Cluster != nil {

@@ -2,12 +2,20 @@
 // apply at start: it captures outputs.>, keeps a short replay window, drops
 // duplicate Nats-Msg-Ids within its duplicate window, and republishes every
 // stored message to live.outputs.> stamped with its sequence.
+//
+// Beside the stream it defines the large-frame bucket, a JetStream Object
+// Store (OUTPUTS_LARGE) holding the images too large to travel inline in a
+// stream message; the message then carries only a reference (see
+// frame.HeaderObject). The bucket keeps the stream's window, storage and
+// replicas, so a reference never outlives its image (see
+// Config.ObjectStoreConfig).
 package stream
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,11 +33,17 @@ const (
 	DefaultMaxBytes   = 1 << 30
 	DefaultDuplicates = 2 * time.Minute
 	DefaultReplicas   = 1
+	// BucketSuffix makes the default bucket name from the stream's:
+	// OUTPUTS_LARGE.
+	BucketSuffix = "_LARGE"
 )
+
+// bucketName is what JetStream accepts as an Object Store bucket name.
+var bucketName = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 
 // Config is the stream's tunable part. The zero value is the development
 // default: OUTPUTS, 15 min, 1 GiB, 2 min duplicate window, 1 replica, file
-// storage.
+// storage, and the bucket OUTPUTS_LARGE bounded to 256 MiB.
 type Config struct {
 	Name       string
 	MaxAge     time.Duration
@@ -37,6 +51,16 @@ type Config struct {
 	Duplicates time.Duration // must not exceed MaxAge
 	Replicas   int           // 1..5
 	Memory     bool          // memory storage instead of file
+	// Bucket is the Object Store bucket of large frames; default Name +
+	// BucketSuffix. Letters, digits, _ and - only.
+	Bucket string
+	// BucketMaxBytes bounds the bucket; default a quarter of MaxBytes (at
+	// least 1 MiB), so that the stream and the bucket together reserve
+	// 1.25 × MaxBytes of the server's JetStream storage. The bucket refuses
+	// new objects while full (dropping part of an old object would corrupt
+	// it), so large frames fail to publish until old ones age out: size it
+	// for the large frames of one window.
+	BucketMaxBytes int64
 }
 
 // WithDefaults fills zero fields and validates the result.
@@ -56,6 +80,12 @@ func (c Config) WithDefaults() (Config, error) {
 	if c.Replicas == 0 {
 		c.Replicas = DefaultReplicas
 	}
+	if c.Bucket == "" {
+		c.Bucket = c.Name + BucketSuffix
+	}
+	if c.BucketMaxBytes == 0 {
+		c.BucketMaxBytes = max(c.MaxBytes/4, 1<<20)
+	}
 	switch {
 	case c.MaxAge < time.Second:
 		return c, fmt.Errorf("%w: max age %v; want at least 1s", ErrInvalidConfig, c.MaxAge)
@@ -65,6 +95,10 @@ func (c Config) WithDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: duplicate window %v; want 0..max age (%v)", ErrInvalidConfig, c.Duplicates, c.MaxAge)
 	case c.Replicas < 1 || c.Replicas > 5:
 		return c, fmt.Errorf("%w: replicas %d; want 1..5", ErrInvalidConfig, c.Replicas)
+	case !bucketName.MatchString(c.Bucket):
+		return c, fmt.Errorf("%w: bucket name %q; want letters, digits, _ and - only", ErrInvalidConfig, c.Bucket)
+	case c.BucketMaxBytes < 1<<20:
+		return c, fmt.Errorf("%w: bucket max bytes %d; want at least 1 MiB", ErrInvalidConfig, c.BucketMaxBytes)
 	}
 	return c, nil
 }
@@ -98,8 +132,33 @@ func (c Config) StreamConfig() (jetstream.StreamConfig, error) {
 	}, nil
 }
 
-// Ensure creates the stream or updates it to c; it is idempotent and safe
-// to run from every service at start.
+// ObjectStoreConfig is the JetStream configuration of c's large-frame
+// bucket: the stream's storage and replicas, MaxBytes BucketMaxBytes, and
+// a TTL of MaxAge + Duplicates. The margin keeps an image at least as long
+// as any reference to it: a producer stores the image first, and reuses it
+// when a retry with the same idempotency key comes within the duplicate
+// window, so its reference is stored at most Duplicates later.
+func (c Config) ObjectStoreConfig() (jetstream.ObjectStoreConfig, error) {
+	c, err := c.WithDefaults()
+	if err != nil {
+		return jetstream.ObjectStoreConfig{}, err
+	}
+	storage := jetstream.FileStorage
+	if c.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	return jetstream.ObjectStoreConfig{
+		Bucket:      c.Bucket,
+		Description: "framecast frames too large for a " + c.Name + " message, referenced from it",
+		TTL:         c.MaxAge + c.Duplicates,
+		MaxBytes:    c.BucketMaxBytes,
+		Storage:     storage,
+		Replicas:    c.Replicas,
+	}, nil
+}
+
+// Ensure creates the stream and its large-frame bucket, or updates them to
+// c; it is idempotent and safe to run from every service at start.
 func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.Stream, error) {
 	sc, err := c.StreamConfig()
 	if err != nil {
@@ -109,5 +168,22 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.St
 	if err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", sc.Name, err)
 	}
+	if _, err := EnsureObjects(ctx, js, c); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// EnsureObjects creates the large-frame bucket or updates it to c; it is
+// idempotent. Ensure calls it.
+func EnsureObjects(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.ObjectStore, error) {
+	oc, err := c.ObjectStoreConfig()
+	if err != nil {
+		return nil, err
+	}
+	obs, err := js.CreateOrUpdateObjectStore(ctx, oc)
+	if err != nil {
+		return nil, fmt.Errorf("ensure object store %s: %w", oc.Bucket, err)
+	}
+	return obs, nil
 }

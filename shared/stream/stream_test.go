@@ -1,8 +1,10 @@
 package stream
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,9 +91,92 @@ func TestConfigRefuses(t *testing.T) {
 		"replicas 7":      {Replicas: 7},
 		"negative dup":    {Duplicates: -time.Second},
 		"negative replic": {Replicas: -1},
+		"bucket with dot": {Bucket: "LARGE.1"},
+		"tiny bucket":     {BucketMaxBytes: 10},
 	} {
 		if _, err := c.StreamConfig(); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: got %v; want ErrInvalidConfig", name, err)
 		}
+	}
+}
+
+func TestConfigRefusesBucket(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		msg  string
+	}{
+		{"dot in bucket name", Config{Bucket: "a.b"}, "letters, digits, _ and - only"},
+		{"stream name unusable as bucket", Config{Name: "OUT PUTS"}, "letters, digits, _ and - only"},
+		{"tiny bucket", Config{BucketMaxBytes: 1000}, "at least 1 MiB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.cfg.ObjectStoreConfig()
+			if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("got %v; want ErrInvalidConfig saying %q", err, tt.msg)
+			}
+		})
+	}
+}
+
+func TestEnsureObjects(t *testing.T) {
+	srv, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg := Config{MaxAge: time.Minute, Duplicates: 30 * time.Second, MaxBytes: 64 << 20, Memory: true}
+	// Ensure makes the bucket along with the stream; EnsureObjects again,
+	// with a changed limit, updates it.
+	if _, err := Ensure(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.BucketMaxBytes = 32 << 20
+	obs, err := EnsureObjects(ctx, js, cfg)
+	if err != nil {
+		t.Fatalf("second EnsureObjects: %v", err)
+	}
+	st, err := obs.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Bucket(); got != "OUTPUTS_LARGE" {
+		t.Errorf("bucket = %q; want OUTPUTS_LARGE", got)
+	}
+	if got := st.TTL(); got != 90*time.Second {
+		t.Errorf("ttl = %v; want 1m30s (max age + duplicate window)", got)
+	}
+	if got := st.Storage(); got != jetstream.MemoryStorage {
+		t.Errorf("storage = %v; want memory, as the stream", got)
+	}
+	info, err := js.Stream(ctx, "OBJ_OUTPUTS_LARGE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.CachedInfo().Config.MaxBytes; got != 32<<20 {
+		t.Errorf("max bytes = %d; want %d", got, 32<<20)
+	}
+	data := bytes.Repeat([]byte("frame"), 100_000)
+	if _, err := obs.PutBytes(ctx, "k/0", data); err != nil {
+		t.Fatal(err)
+	}
+	got, err := obs.GetBytes(ctx, "k/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("object read back: %d bytes, different; want the %d bytes stored", len(got), len(data))
 	}
 }

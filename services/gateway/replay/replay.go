@@ -1,24 +1,90 @@
 // Package replay reads a connection's frames back from the OUTPUTS stream:
 // in sequence order, filtered to the connection's subjects, at the reader's
-// pace, up to the stream's tip.
+// pace, up to the stream's tip. It also reads the images of frames sent by
+// reference from the stream's large-frame bucket.
 package replay
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/framecast/framecast/shared/stream"
 )
 
 // Prefetch bounds the messages a reader holds ahead of its caller.
 const Prefetch = 8
 
-// Source is one stream.
+// Source is one stream and its large-frame bucket.
 type Source struct {
 	JS     jetstream.JetStream
 	Stream string
+	// Bucket is the large-frame Object Store bucket; "" means the default
+	// for Stream (stream.Config.Bucket).
+	Bucket string
+}
+
+// ErrObjectGone is wrapped when a frame's object, or the whole bucket, no
+// longer exists: it aged out of the window or was deleted.
+var ErrObjectGone = errors.New("object gone")
+
+func (s Source) bucket() string {
+	if s.Bucket != "" {
+		return s.Bucket
+	}
+	c, _ := stream.Config{Name: s.Stream}.WithDefaults()
+	return c.Bucket
+}
+
+// OpenObject starts reading the object name from the bucket. The reader
+// yields its bytes as they arrive, then io.EOF once they match the stored
+// digest (an error otherwise); size is the object's size. ctx bounds the
+// whole read; close the reader when done.
+func (s Source) OpenObject(ctx context.Context, name string) (r io.ReadCloser, size int64, err error) {
+	obs, err := s.JS.ObjectStore(ctx, s.bucket())
+	if err != nil {
+		return nil, 0, objectError(s.bucket(), name, err)
+	}
+	res, err := obs.Get(ctx, name)
+	if err != nil {
+		return nil, 0, objectError(s.bucket(), name, err)
+	}
+	info, err := res.Info()
+	if err != nil {
+		res.Close()
+		return nil, 0, objectError(s.bucket(), name, err)
+	}
+	return res, int64(info.Size), nil
+}
+
+// Object reads the whole object name from the bucket.
+func (s Source) Object(ctx context.Context, name string) ([]byte, error) {
+	r, size, err := s.OpenObject(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	b := make([]byte, size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, fmt.Errorf("read object %s/%s: %w", s.bucket(), name, err)
+	}
+	// The digest is checked when the reader reaches its end.
+	var one [1]byte
+	if n, err := r.Read(one[:]); n != 0 || !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read object %s/%s: more than its %d bytes, or %v", s.bucket(), name, size, err)
+	}
+	return b, nil
+}
+
+func objectError(bucket, name string, err error) error {
+	if errors.Is(err, jetstream.ErrObjectNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("%w: %s/%s: %v", ErrObjectGone, bucket, name, err)
+	}
+	return fmt.Errorf("object %s/%s: %w", bucket, name, err)
 }
 
 // Bounds returns the stream's first and last sequences. An empty stream
@@ -34,15 +100,28 @@ func (s Source) Bounds(ctx context.Context) (first, last uint64, err error) {
 
 // Read calls fn for every message of filters with a sequence of at least
 // start, in order, until it has delivered the last such message stored
-// when that message was delivered (the tip). It returns the sequence of
+// when that message was delivered (the tip), or until no message is
+// pending any more (the rest left the stream). It returns the sequence of
 // the last message delivered, or start-1 when there was none. An error
 // from fn stops Read and is returned.
 func (s Source) Read(ctx context.Context, filters []string, start uint64, fn func(jetstream.Msg) error) (uint64, error) {
-	last, err := s.read(ctx, filters, start, false, fn)
+	last, err := s.read(ctx, filters, start, false, fn, nil)
 	return last, err
 }
 
-func (s Source) read(ctx context.Context, filters []string, start uint64, headersOnly bool, fn func(jetstream.Msg) error) (uint64, error) {
+// ReadWithGaps is Read that also calls gap, before the next message, for
+// the sequences the read skipped because they left the stream (age,
+// limits, purge) before the read reached them. from..to holds every such
+// sequence of filters, and may hold other subjects' sequences removed
+// with them. The stream's window is checked when a batch of messages
+// arrives, not when the caller, at its own pace, gets to them, so
+// messages fetched before they left are no gap. An error from gap stops
+// the read and is returned.
+func (s Source) ReadWithGaps(ctx context.Context, filters []string, start uint64, fn func(jetstream.Msg) error, gap func(from, to uint64) error) (uint64, error) {
+	return s.read(ctx, filters, start, false, fn, gap)
+}
+
+func (s Source) read(ctx context.Context, filters []string, start uint64, headersOnly bool, fn func(jetstream.Msg) error, gap func(from, to uint64) error) (uint64, error) {
 	if start == 0 {
 		start = 1
 	}
@@ -69,30 +148,49 @@ func (s Source) read(ctx context.Context, filters []string, start uint64, header
 	if cons.CachedInfo().NumPending == 0 {
 		return last, nil
 	}
+	next := start // the sequence after the last one read
+	msgs := make([]jetstream.Msg, 0, Prefetch)
 	for {
 		batch, err := cons.FetchNoWait(Prefetch)
 		if err != nil {
 			return last, fmt.Errorf("replay on %s after seq %d: %w", s.Stream, last, err)
 		}
-		n := 0
+		msgs = msgs[:0]
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		n := len(msgs)
+		// The sequences a jump skips are other subjects', unless the
+		// window's start has passed them.
+		var first uint64
+		if gap != nil && jumps(msgs, next) {
+			if first, _, err = s.Bounds(ctx); err != nil {
+				return last, err
+			}
+		}
 		done := false
 		var ferr error
-		for m := range batch.Messages() {
-			n++
-			if done || ferr != nil {
-				continue // drain the batch
-			}
+		for _, m := range msgs {
 			md, err := m.Metadata()
 			if err != nil {
 				ferr = err
-				continue
+				break
 			}
+			if seq := md.Sequence.Stream; seq > next && first > next {
+				if err := gap(next, min(first, seq)-1); err != nil {
+					ferr = err
+					break
+				}
+			}
+			next = md.Sequence.Stream + 1
 			if err := fn(m); err != nil {
 				ferr = err
-				continue
+				break
 			}
 			last = md.Sequence.Stream
-			done = md.NumPending == 0
+			if done = md.NumPending == 0; done {
+				break
+			}
 		}
 		switch {
 		case ferr != nil:
@@ -102,6 +200,26 @@ func (s Source) read(ctx context.Context, filters []string, start uint64, header
 		case batch.Error() != nil && !errors.Is(batch.Error(), jetstream.ErrNoMessages):
 			return last, fmt.Errorf("replay on %s after seq %d: %w", s.Stream, last, batch.Error())
 		case n == 0:
+			// Nothing came although messages were pending: they may have
+			// left the stream (age, limits, purge) since. The read is done
+			// when none are pending any more.
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return last, fmt.Errorf("replay on %s after seq %d: %w", s.Stream, last, err)
+			}
+			if info.NumPending == 0 {
+				if gap == nil {
+					return last, nil
+				}
+				first, _, err := s.Bounds(ctx)
+				if err != nil {
+					return last, err
+				}
+				if first > next {
+					return last, gap(next, first-1)
+				}
+				return last, nil
+			}
 			select {
 			case <-ctx.Done():
 				return last, ctx.Err()
@@ -109,6 +227,22 @@ func (s Source) read(ctx context.Context, filters []string, start uint64, header
 			}
 		}
 	}
+}
+
+// jumps reports whether the sequences of msgs, read after next-1, skip
+// any.
+func jumps(msgs []jetstream.Msg, next uint64) bool {
+	for _, m := range msgs {
+		md, err := m.Metadata()
+		if err != nil {
+			return false
+		}
+		if md.Sequence.Stream > next {
+			return true
+		}
+		next = md.Sequence.Stream + 1
+	}
+	return false
 }
 
 // errFull stops a scan once a window holds n messages.
@@ -150,7 +284,7 @@ func (s Source) SinceForLast(ctx context.Context, filters []string, n int) (uint
 				head = (head + 1) % n
 			}
 			return nil
-		})
+		}, nil)
 		if err != nil && !errors.Is(err, errFull) {
 			return 0, err
 		}

@@ -12,8 +12,9 @@ var (
 	// ErrInvalid is wrapped by errors about a bad batch: an id, the
 	// idempotency key, a format, quality, size or an empty batch.
 	ErrInvalid = errors.New("invalid batch")
-	// ErrFrameTooLarge is wrapped when a frame, with its headers, exceeds
-	// the broker's maximum message size.
+	// ErrFrameTooLarge is wrapped when a frame exceeds Options.MaxFrame,
+	// or must travel inline (Options.InlineLimit < 0) and, with its
+	// headers, exceeds the broker's maximum message size.
 	ErrFrameTooLarge = errors.New("frame too large")
 	// ErrUnavailable is wrapped when the broker cannot be reached or did
 	// not store a frame: not connected, no stream, a timeout, a closed

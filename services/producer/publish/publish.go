@@ -10,21 +10,35 @@
 // an idempotency key every frame carries Nats-Msg-Id "<key>/<batch_index>",
 // so a retry within the stream's duplicate window stores nothing twice and
 // gets back the sequences of the first attempt.
+//
+// An image larger than the inline limit (Options.InlineLimit, 1 MiB by
+// default) does not travel in its stream message: it is stored in the
+// large-frame Object Store bucket (stream.Config.Bucket) and the message
+// carries only a reference (frame.HeaderObject, frame.HeaderObjectSize)
+// with an empty body. Gateways resolve the reference, so subscribers see
+// the same frame either way. With an idempotency key the object is named
+// "<escaped key>/<batch_index>" and a retry reuses an identical stored
+// object instead of storing it again.
 package publish
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"image"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/framecast/framecast/shared/encode"
 	"github.com/framecast/framecast/shared/frame"
+	"github.com/framecast/framecast/shared/stream"
 	"github.com/framecast/framecast/shared/subject"
 )
 
@@ -40,15 +54,46 @@ const DefaultTimeout = 5 * time.Second
 // MaxKey is the longest idempotency key, in bytes.
 const MaxKey = 128
 
+// Size limits of frames.
+const (
+	// DefaultInlineLimit is the largest image sent inside its stream
+	// message by default. It keeps every message far below NATS's
+	// max_payload (1 MiB on a stock server counts headers too, so the
+	// effective default there is 1 MiB less PayloadHeadroom) and below the
+	// message limits of proxies between gateways and clients' brokers.
+	DefaultInlineLimit = 1 << 20
+	// PayloadHeadroom is kept free below the server's max_payload for the
+	// headers of an inline frame.
+	PayloadHeadroom = 64 << 10
+	// DefaultMaxFrame is the largest image by default. It fits, with its
+	// header, the Go client's default 64 MiB message limit, and bounds what
+	// a gateway holds per large frame in flight.
+	DefaultMaxFrame = 32 << 20
+)
+
 // Options tune a Publisher. The zero value is usable.
 type Options struct {
-	// Timeout bounds each frame's publish and acknowledgement; default
-	// DefaultTimeout. A deadline on ctx that is sooner wins.
+	// Timeout bounds each frame's publish and acknowledgement, the upload
+	// of a large frame's image included; default DefaultTimeout. A
+	// deadline on ctx that is sooner wins.
 	Timeout time.Duration
 	// MaxPayload is the largest message, headers included, to send. Zero
-	// means the connected server's max_payload. A larger frame fails with
-	// ErrFrameTooLarge before anything of its batch is published.
+	// means the connected server's max_payload. A frame whose message
+	// would be larger is sent by reference.
 	MaxPayload int64
+	// InlineLimit is the largest image sent inside its stream message;
+	// larger ones are stored in Bucket and sent by reference. Zero means
+	// DefaultInlineLimit, lowered to MaxPayload - PayloadHeadroom when that
+	// is smaller. Negative sends every frame inline: one over MaxPayload
+	// then fails with ErrFrameTooLarge.
+	InlineLimit int64
+	// MaxFrame is the largest image accepted; default DefaultMaxFrame. A
+	// larger one fails with ErrFrameTooLarge before anything of its batch
+	// is published.
+	MaxFrame int64
+	// Bucket is the large-frame Object Store bucket; default the one of
+	// stream.Config{} (OUTPUTS_LARGE). stream.Ensure creates it.
+	Bucket string
 }
 
 // Publisher publishes batches on one JetStream context. It is safe for
@@ -56,13 +101,24 @@ type Options struct {
 type Publisher struct {
 	js   jetstream.JetStream
 	opts Options
+
+	mu  sync.Mutex
+	obs jetstream.ObjectStore // bound on the first large frame
 }
 
 // New returns a Publisher on js. The stream that captures subject.All
-// (see package stream) must exist for publishes to succeed.
+// and, for large frames, the bucket (see package stream) must exist for
+// publishes to succeed.
 func New(js jetstream.JetStream, opts Options) *Publisher {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
+	}
+	if opts.MaxFrame <= 0 {
+		opts.MaxFrame = DefaultMaxFrame
+	}
+	if opts.Bucket == "" {
+		c, _ := stream.Config{}.WithDefaults()
+		opts.Bucket = c.Bucket
 	}
 	return &Publisher{js: js, opts: opts}
 }
@@ -104,6 +160,9 @@ type Ack struct {
 	Format        frame.Format
 	Width, Height int
 	Bytes         int // size of the encoded image
+	// Object is the name the image was stored under in the large-frame
+	// bucket, or "" when it travelled inline.
+	Object string
 	// Duplicate is true when the stream already held this frame under the
 	// same idempotency key; Seq is then the sequence it was stored at.
 	Duplicate bool
@@ -167,8 +226,8 @@ func Encode(ctx context.Context, b Batch) (EncodedBatch, error) {
 // Encoded publishes already encoded frames in batch order. A frame whose
 // Format, Width or Height is zero is probed (encode.Probe, a full decode)
 // to fill them; otherwise the caller's values are trusted. Everything is
-// checked, including every frame's size against the broker's limit, before
-// the first frame is sent.
+// checked, including every frame's size against MaxFrame, before the first
+// frame is sent.
 //
 // If publishing stops part way the error is a *PartialError; it wraps
 // ErrUnavailable for broker failures, or ctx's error.
@@ -180,15 +239,19 @@ func (p *Publisher) Encoded(ctx context.Context, eb EncodedBatch) ([]Ack, error)
 		return nil, err
 	}
 	nc := p.js.Conn()
-	limit := p.opts.MaxPayload
-	if limit == 0 {
-		limit = nc.MaxPayload()
+	payload := p.opts.MaxPayload
+	if payload == 0 {
+		payload = nc.MaxPayload()
 	}
+	inline := p.inlineLimit(payload)
 	subj := subject.Frames(eb.OutputID, eb.ClientID)
 	now := time.Now().UnixMilli()
 	msgs := make([]*nats.Msg, len(eb.Frames))
 	for i := range eb.Frames {
 		f := &eb.Frames[i]
+		if size := int64(len(f.Data)); size > p.opts.MaxFrame {
+			return nil, fmt.Errorf("%w: frame %d is %d bytes; the largest frame is %d bytes", ErrFrameTooLarge, i, size, p.opts.MaxFrame)
+		}
 		if f.Format == 0 || f.Width == 0 || f.Height == 0 {
 			in, err := encode.Probe(f.Data)
 			if err != nil {
@@ -209,11 +272,14 @@ func (p *Publisher) Encoded(ctx context.Context, eb EncodedBatch) ([]Ack, error)
 		if eb.IdempotencyKey != "" {
 			m.Header.Set(jetstream.MsgIDHeader, MsgID(eb.IdempotencyKey, i))
 		}
-		if limit > 0 {
-			if size := int64(len(f.Data) + headerSize(m.Header)); size > limit {
-				return nil, fmt.Errorf("%w: frame %d is %d bytes with headers; the broker accepts at most %d bytes per message",
-					ErrFrameTooLarge, i, size, limit)
-			}
+		size := int64(len(f.Data) + headerSize(m.Header))
+		if inline >= 0 && (int64(len(f.Data)) > inline || (payload > 0 && size > payload)) {
+			meta.Object, meta.ObjectSize = objectName(eb.IdempotencyKey, i), int64(len(f.Data))
+			meta.Header(m.Header)
+			m.Data = nil
+		} else if payload > 0 && size > payload {
+			return nil, fmt.Errorf("%w: frame %d is %d bytes with headers; the broker accepts at most %d bytes per message",
+				ErrFrameTooLarge, i, size, payload)
 		}
 		msgs[i] = m
 	}
@@ -222,20 +288,117 @@ func (p *Publisher) Encoded(ctx context.Context, eb EncodedBatch) ([]Ack, error)
 	}
 	acks := make([]Ack, 0, len(msgs))
 	for i, m := range msgs {
+		f := eb.Frames[i]
 		pctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+		var name string
+		if m.Header.Get(frame.HeaderObject) != "" {
+			var err error
+			if name, err = p.store(pctx, m, f, eb.IdempotencyKey != ""); err != nil {
+				cancel()
+				return nil, &PartialError{Published: acks, Failed: i, Total: len(msgs), Err: storeError(ctx, err, p.opts.Bucket)}
+			}
+		}
 		pa, err := p.js.PublishMsg(pctx, m, jetstream.WithRetryAttempts(0))
 		cancel()
 		if err != nil {
 			err, uncertain := classify(ctx, err)
 			return nil, &PartialError{Published: acks, Failed: i, Total: len(msgs), Uncertain: uncertain, Err: err}
 		}
-		f := eb.Frames[i]
 		acks = append(acks, Ack{
 			Seq: pa.Sequence, BatchIndex: i, Format: f.Format,
-			Width: f.Width, Height: f.Height, Bytes: len(f.Data), Duplicate: pa.Duplicate,
+			Width: f.Width, Height: f.Height, Bytes: len(f.Data), Object: name, Duplicate: pa.Duplicate,
 		})
 	}
 	return acks, nil
+}
+
+// inlineLimit is the largest image to send inline, or -1 for no limit.
+func (p *Publisher) inlineLimit(payload int64) int64 {
+	switch {
+	case p.opts.InlineLimit < 0:
+		return -1
+	case p.opts.InlineLimit > 0:
+		return p.opts.InlineLimit
+	case payload > 0:
+		return max(0, min(DefaultInlineLimit, payload-PayloadHeadroom))
+	}
+	return DefaultInlineLimit
+}
+
+// objectName names frame i's object: derived from the idempotency key, so a
+// retry finds what an earlier attempt stored, or unique.
+func objectName(key string, i int) string {
+	if key == "" {
+		return nuid.Next()
+	}
+	return subject.Escape(key) + "/" + strconv.Itoa(i)
+}
+
+// store puts f's image into the bucket under the name in m's reference
+// header and returns the name. With reuse (an idempotency key), an
+// identical object already stored under that name is kept as it is; a
+// different one (a key reused for other content) is left alone and the
+// image stored under a new unique name, which m then refers to.
+func (p *Publisher) store(ctx context.Context, m *nats.Msg, f Frame, reuse bool) (string, error) {
+	obs, err := p.objects(ctx)
+	if err != nil {
+		return "", err
+	}
+	name := m.Header.Get(frame.HeaderObject)
+	if reuse {
+		info, err := obs.GetInfo(ctx, name)
+		switch {
+		case err == nil && info.Size == uint64(len(f.Data)) && info.Digest == digest(f.Data):
+			return name, nil
+		case err == nil:
+			name += "/" + nuid.Next()
+			m.Header.Set(frame.HeaderObject, name)
+		case !errors.Is(err, jetstream.ErrObjectNotFound):
+			return "", err
+		}
+	}
+	meta := jetstream.ObjectMeta{Name: name, Headers: nats.Header{frame.HeaderContentType: []string{f.Format.ContentType()}}}
+	if _, err := obs.Put(ctx, meta, bytes.NewReader(f.Data)); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// objects binds the bucket once.
+func (p *Publisher) objects(ctx context.Context) (jetstream.ObjectStore, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.obs != nil {
+		return p.obs, nil
+	}
+	obs, err := p.js.ObjectStore(ctx, p.opts.Bucket)
+	if err != nil {
+		return nil, err
+	}
+	p.obs = obs
+	return obs, nil
+}
+
+// digest is the Object Store's digest of b.
+func digest(b []byte) string {
+	h := sha256.New()
+	h.Write(b)
+	return jetstream.GetObjectDigestValue(h)
+}
+
+// storeError maps a failure to store a large frame's image. Its reference
+// was not sent, so the frame is certainly not stored.
+func storeError(ctx context.Context, err error, bucket string) error {
+	var api *jetstream.APIError
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("store large frame: %w", context.Cause(ctx))
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+		return fmt.Errorf("%w: the large-frame bucket %s does not exist (the stream is not ensured yet): %v", ErrUnavailable, bucket, err)
+	case errors.As(err, &api):
+		return fmt.Errorf("%w: the large-frame bucket %s refused the image (full until older frames age out?): %v", ErrUnavailable, bucket, err)
+	}
+	return fmt.Errorf("%w: storing the image in the large-frame bucket %s: %v", ErrUnavailable, bucket, err)
 }
 
 // classify maps a publish error to ErrUnavailable (or ctx's error) and

@@ -100,25 +100,28 @@ func TestPixelsAndEncodedProbe(t *testing.T) {
 
 func TestInvalid(t *testing.T) {
 	js, st := setup(t)
-	p := New(js, Options{MaxPayload: 300})
+	capped := New(js, Options{MaxFrame: 300})
+	inlineOnly := New(js, Options{MaxPayload: 300, InlineLimit: -1})
 	big := Frame{Data: make([]byte, 400), Format: frame.PNG, Width: 1, Height: 1}
 	small := Frame{Data: []byte{1}, Format: frame.PNG, Width: 1, Height: 1}
 	tests := []struct {
 		name string
+		p    *Publisher
 		eb   EncodedBatch
 		want error
 		msg  string
 	}{
-		{"empty batch", EncodedBatch{OutputID: "o"}, ErrInvalid, "allowed: 1..4096"},
-		{"bad output id", EncodedBatch{OutputID: strings.Repeat("x", 25), Frames: []Frame{small}}, ErrInvalid, "24 bytes"},
-		{"bad key", EncodedBatch{OutputID: "o", IdempotencyKey: "a\nb", Frames: []Frame{small}}, ErrInvalid, "printable ASCII"},
-		{"bad size", EncodedBatch{OutputID: "o", Frames: []Frame{{Data: []byte{1}, Format: frame.PNG, Width: -1, Height: 1}}}, ErrInvalid, "width and height"},
-		{"not an image", EncodedBatch{OutputID: "o", Frames: []Frame{{Data: []byte("text")}}}, ErrInvalid, "not a JPEG, PNG or WEBP"},
-		{"second frame too large", EncodedBatch{OutputID: "o", Frames: []Frame{small, big}}, ErrFrameTooLarge, "at most 300 bytes"},
+		{"empty batch", capped, EncodedBatch{OutputID: "o"}, ErrInvalid, "allowed: 1..4096"},
+		{"bad output id", capped, EncodedBatch{OutputID: strings.Repeat("x", 25), Frames: []Frame{small}}, ErrInvalid, "24 bytes"},
+		{"bad key", capped, EncodedBatch{OutputID: "o", IdempotencyKey: "a\nb", Frames: []Frame{small}}, ErrInvalid, "printable ASCII"},
+		{"bad size", capped, EncodedBatch{OutputID: "o", Frames: []Frame{{Data: []byte{1}, Format: frame.PNG, Width: -1, Height: 1}}}, ErrInvalid, "width and height"},
+		{"not an image", capped, EncodedBatch{OutputID: "o", Frames: []Frame{{Data: []byte("text")}}}, ErrInvalid, "not a JPEG, PNG or WEBP"},
+		{"second frame over max frame", capped, EncodedBatch{OutputID: "o", Frames: []Frame{small, big}}, ErrFrameTooLarge, "frame 1 is 400 bytes; the largest frame is 300 bytes"},
+		{"inline only, over max payload", inlineOnly, EncodedBatch{OutputID: "o", Frames: []Frame{small, big}}, ErrFrameTooLarge, "at most 300 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := p.Encoded(context.Background(), tt.eb)
+			_, err := tt.p.Encoded(context.Background(), tt.eb)
 			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.msg) {
 				t.Fatalf("got %v; want %v containing %q", err, tt.want, tt.msg)
 			}

@@ -22,6 +22,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 
 	"github.com/framecast/framecast/services/producer"
+	"github.com/framecast/framecast/services/producer/publish"
 	"github.com/framecast/framecast/shared/natsembed"
 )
 
@@ -61,6 +62,8 @@ func run(args []string) error {
 	fs.Int64Var(&cfg.Stream.MaxBytes, "stream-max-bytes", 0, "size bound of the OUTPUTS stream in bytes (default 1 GiB)")
 	fs.IntVar(&cfg.Stream.Replicas, "stream-replicas", 0, "replicas of the OUTPUTS stream, 1..5 (default 1)")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", producer.DefaultMaxBodyBytes, "largest accepted request body in bytes")
+	fs.Int64Var(&cfg.InlineLimit, "inline-limit", 0, "largest image sent inside its NATS message; larger ones go through the OUTPUTS_LARGE object store by reference (default 1 MiB, at most NATS max_payload - 64 KiB; -1 sends all inline)")
+	fs.Int64Var(&cfg.MaxFrameBytes, "max-frame-bytes", publish.DefaultMaxFrame, "largest encoded image in bytes; larger ones get 413 frame_too_large")
 	fs.Var(&toks, "token", "accepted bearer token; repeat or comma-separate; none disables auth")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("FRAMECAST")); err != nil {
 		return err
