@@ -14,6 +14,7 @@ package stream
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"regexp"
 	"time"
@@ -186,4 +187,18 @@ func EnsureObjects(ctx context.Context, js jetstream.JetStream, c Config) (jetst
 		return nil, fmt.Errorf("ensure object store %s: %w", oc.Bucket, err)
 	}
 	return obs, nil
+}
+
+// Flags registers the stream's settings on fs as --stream-name,
+// --stream-max-age, --stream-max-bytes, --stream-duplicates,
+// --stream-replicas and --stream-memory. Every service that ensures the
+// stream takes the same flags: services given different values would keep
+// updating the stream to their own.
+func (c *Config) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Name, "stream-name", c.Name, "JetStream stream name (default "+DefaultName+")")
+	fs.DurationVar(&c.MaxAge, "stream-max-age", c.MaxAge, "replay window: how long frames are kept (default 15m)")
+	fs.Int64Var(&c.MaxBytes, "stream-max-bytes", c.MaxBytes, "replay window size in bytes (default 1 GiB)")
+	fs.DurationVar(&c.Duplicates, "stream-duplicates", c.Duplicates, "duplicate window for Idempotency-Key / Nats-Msg-Id (default 2m, at most the max age)")
+	fs.IntVar(&c.Replicas, "stream-replicas", c.Replicas, "stream replicas, 1..5 (default 1; 3 in a cluster)")
+	fs.BoolVar(&c.Memory, "stream-memory", c.Memory, "keep the stream in memory instead of files")
 }

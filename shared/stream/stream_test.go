@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"strings"
 	"testing"
 	"time"
@@ -178,5 +179,21 @@ func TestEnsureObjects(t *testing.T) {
 	}
 	if !bytes.Equal(got, data) {
 		t.Fatalf("object read back: %d bytes, different; want the %d bytes stored", len(got), len(data))
+	}
+}
+
+func TestFlags(t *testing.T) {
+	var c Config
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	c.Flags(fs)
+	if err := fs.Parse([]string{"--stream-max-age", "2s", "--stream-replicas", "3", "--stream-memory", "--stream-duplicates", "1s"}); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{MaxAge: 2 * time.Second, Replicas: 3, Memory: true, Duplicates: time.Second}
+	if c != want {
+		t.Fatalf("got %+v; want %+v", c, want)
+	}
+	if err := fs.Parse([]string{"--stream-max-age", "soon"}); err == nil {
+		t.Fatal("--stream-max-age soon was accepted")
 	}
 }

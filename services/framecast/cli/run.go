@@ -25,6 +25,7 @@ func parseRun(args []string, stderr io.Writer) (devstack.Config, error) {
 	fs.IntVar(&c.NATSPort, "nats-port", devstack.DefaultNATSPort, "client port of the embedded NATS server on 127.0.0.1; -1 picks a free one")
 	fs.StringVar(&c.StoreDir, "store-dir", devstack.DefaultStoreDir(), "JetStream storage folder (the replay window survives restarts)")
 	fs.BoolVar(&c.NATSLogs, "nats-logs", false, "print the NATS server's log")
+	c.Stream.Flags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: framecast run [flags]\n\n"+
 			"Starts embedded NATS with JetStream, the producer API and the gateway with the\n"+

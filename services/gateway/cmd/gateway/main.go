@@ -48,12 +48,7 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", gateway.DefaultWriteTimeout, "bound on one websocket write")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", gateway.DefaultPingInterval, "websocket keepalive ping period")
 	fs.BoolVar(&cfg.Viewer, "viewer", false, "serve the web viewer at / and the JS client at /framecast.js")
-	fs.StringVar(&cfg.Stream.Name, "stream-name", "", "JetStream stream name (default OUTPUTS)")
-	fs.DurationVar(&cfg.Stream.MaxAge, "stream-max-age", 0, "replay window age (default 15m)")
-	fs.Int64Var(&cfg.Stream.MaxBytes, "stream-max-bytes", 0, "replay window size in bytes (default 1 GiB)")
-	fs.DurationVar(&cfg.Stream.Duplicates, "stream-duplicates", 0, "duplicate window for Nats-Msg-Id (default 2m)")
-	fs.IntVar(&cfg.Stream.Replicas, "stream-replicas", 0, "stream replicas 1..5 (default 1)")
-	fs.BoolVar(&cfg.Stream.Memory, "stream-memory", false, "memory storage instead of file")
+	cfg.Stream.Flags(fs)
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("FRAMECAST")); err != nil {
 		return err
 	}
