@@ -1,0 +1,375 @@
+package integration_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go"
+
+	"github.com/framecast/framecast/integration/ledger"
+	"github.com/framecast/framecast/services/gateway/client"
+	"github.com/framecast/framecast/shared/wire"
+)
+
+const jwtSecret = "integration-secret"
+
+// mint returns an HS256 token with the given claims signed with secret.
+func mint(t testing.TB, secret string, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestTokens: the gateway refuses every bad token before upgrading, and
+// accepts a good one.
+func TestTokens(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	gw := s.env.StartGateway("gw-auth", s.nats.URL(), "--jwt-secret="+jwtSecret)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	exp := time.Now().Add(time.Hour).Unix()
+	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"exp": exp, "outputs": []string{"*"}}).
+		SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		token    string
+		clientID string
+		ok       bool
+	}{
+		{"missing", "", "", false},
+		{"expired", mint(t, jwtSecret, jwt.MapClaims{"exp": time.Now().Add(-time.Minute).Unix(), "outputs": []string{"a"}}), "", false},
+		{"no exp", mint(t, jwtSecret, jwt.MapClaims{"outputs": []string{"a"}}), "", false},
+		{"badly signed", mint(t, "other-secret", jwt.MapClaims{"exp": exp, "outputs": []string{"a"}}), "", false},
+		{"alg none", none, "", false},
+		{"garbage", "not.a.jwt", "", false},
+		{"wrong output", mint(t, jwtSecret, jwt.MapClaims{"exp": exp, "outputs": []string{"b"}}), "", false},
+		{"wrong client id", mint(t, jwtSecret, jwt.MapClaims{"exp": exp, "outputs": []string{"a"}, "sub": "alice"}), "mallory", false},
+		{"right output", mint(t, jwtSecret, jwt.MapClaims{"exp": exp, "outputs": []string{"a"}}), "", true},
+		{"right client id", mint(t, jwtSecret, jwt.MapClaims{"exp": exp, "outputs": []string{"a"}, "sub": "alice"}), "alice", true},
+		{"every output", mint(t, jwtSecret, jwt.MapClaims{"exp": exp, "outputs": []string{"*"}}), "", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := client.Dial(ctx, client.Config{URL: gw.URL, OutputID: "a", ClientID: tc.clientID, Token: tc.token})
+			if !tc.ok {
+				if err == nil {
+					c.Close()
+					t.Fatal("dial: got no error; want a refusal")
+				}
+				if !errors.Is(err, client.ErrRejected) {
+					t.Errorf("dial: got %v; want an error wrapping ErrRejected", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("dial: got %v; want success", err)
+			}
+			defer c.Close()
+			expectControl(t, ctx, c, wire.TypeHello)
+		})
+	}
+}
+
+// TestCraftedIDs: ids built to change a subject's shape (dots, wildcards,
+// escapes, the broadcast token) only ever reach their own frames, and
+// non-ASCII look-alikes are refused by both services.
+func TestCraftedIDs(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	gw := s.gateways[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l := ledger.New(scenarioName(t))
+
+	crafted := []struct{ oid, cid string }{
+		{"a.b", ""}, {"*", ""}, {">", ""}, {"a.*", ""}, {"a.>", ""}, {"%2E", ""}, {"a%2Eb", ""},
+		{"~all", ""}, {"a~2Eb", ""}, {"a b", ""}, {"a", "*"}, {"a", ">"}, {"a", "~all"}, {"a", "victim.x"},
+		{"a", "%2A"}, {"a", "victim "},
+	}
+	wctx, wcancel := context.WithCancel(ctx)
+	var ws []*watcher
+	for i, c := range crafted {
+		cfg := client.Config{OutputID: c.oid, ClientID: c.cid, Since: u64(0)}
+		ws = append(ws, watch(t, wctx, l, fmt.Sprintf("crafted%d(%q,%q)", i, c.oid, c.cid), []string{gw.URL}, cfg))
+	}
+	victim := watch(t, wctx, l, "victim", []string{gw.URL}, client.Config{OutputID: "a", ClientID: "victim", Since: u64(0)})
+	ws = append(ws, victim)
+	waitHello(t, ctx, ws)
+
+	// Every crafted id also publishes, so each one's own frames exist, next
+	// to frames for the plain output "a", "b", and a targeted client.
+	pub := newPublisher(s.producer.URL, l)
+	targets := [][2]string{{"a", ""}, {"b", ""}, {"a", "victim"}, {"a", ""}}
+	for _, c := range crafted {
+		targets = append(targets, [2]string{c.oid, c.cid})
+	}
+	for range 3 {
+		for _, tg := range targets {
+			if _, err := pub.publish(ctx, tg[0], tg[1], true); err != nil {
+				t.Fatalf("publish to %q/%q: %v", tg[0], tg[1], err)
+			}
+		}
+	}
+	finish(t, ctx, l)
+	stopWatchers(t, wcancel, ws)
+
+	// Non-ASCII look-alikes of '.' are refused, by the producer and by
+	// the gateway, with a message naming what is allowed.
+	for _, id := range []string{"a\u2024b", "a\uff0eb", "caf\u00e9"} {
+		t.Run(fmt.Sprintf("refused %q", id), func(t *testing.T) {
+			_, status, err := pub.attempt(ctx, s.producer.URL+"/v1/outputs/"+url.PathEscape(id)+"/images?file_type=png&width=4&height=1&channels=3&dtype=uint8", "k-"+id, ledger.Pixels(1, 4, 1))
+			if status != http.StatusBadRequest {
+				t.Errorf("producer: got HTTP %d (%v); want 400", status, err)
+			}
+			for _, q := range []string{"output_id=" + url.QueryEscape(id), "output_id=a&client_id=" + url.QueryEscape(id)} {
+				ws, resp, err := websocket.Dial(ctx, "ws"+gw.URL[len("http"):]+"/v1/ws?"+q, nil)
+				if err == nil {
+					ws.CloseNow()
+				}
+				if resp == nil || resp.StatusCode != http.StatusBadRequest {
+					t.Errorf("gateway %s: got %v (%v); want HTTP 400", q, statusOf(resp), err)
+				}
+			}
+		})
+	}
+}
+
+func statusOf(r *http.Response) string {
+	if r == nil {
+		return "no response"
+	}
+	return r.Status
+}
+
+// TestForbiddenOrigin: a browser page from another origin cannot open a
+// socket; an allowed one can.
+func TestForbiddenOrigin(t *testing.T) {
+	s := newStack(t, stackOptions{gateway: []string{"--allowed-origins=app.example.com"}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tests := []struct {
+		origin string
+		ok     bool
+	}{
+		{"https://evil.example.net", false},
+		{"https://app.example.com.evil.net", false},
+		{"https://app.example.com", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.origin, func(t *testing.T) {
+			c, err := client.Dial(ctx, client.Config{URL: s.gateways[0].URL, OutputID: "a", Header: http.Header{"Origin": {tc.origin}}})
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("dial: got %v; want success", err)
+				}
+				c.Close()
+				return
+			}
+			if err == nil {
+				c.Close()
+				t.Fatal("dial: got no error; want 403")
+			}
+			if !errors.Is(err, client.ErrRejected) {
+				t.Errorf("dial: got %v; want a 403 refusal", err)
+			}
+		})
+	}
+}
+
+// TestOversizedClientMessage: a client message past the gateway's read
+// limit closes the socket with 1009.
+func TestOversizedClientMessage(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+s.gateways[0].URL[len("http"):]+"/v1/ws?output_id=a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	if _, _, err := ws.Read(ctx); err != nil { // hello
+		t.Fatal(err)
+	}
+	_ = ws.Write(ctx, websocket.MessageText, make([]byte, 1<<20))
+	for {
+		_, _, err := ws.Read(ctx)
+		if err == nil {
+			continue
+		}
+		if got := websocket.CloseStatus(err); got != websocket.StatusMessageTooBig {
+			t.Errorf("close: got %v (%v); want %d", got, err, websocket.StatusMessageTooBig)
+		}
+		return
+	}
+}
+
+// natsUsers gives the producer and the gateway the least NATS rights they
+// need, and the test an admin.
+const natsUsers = `
+authorization {
+  users = [
+    { user: admin, password: admin }
+    { user: producer, password: producer-pass, permissions: {
+        publish: { allow: ["outputs.>", "$JS.API.>"] }
+        subscribe: { allow: ["_INBOX.>"] }
+    } }
+    { user: gateway, password: gateway-pass, permissions: {
+        publish: { allow: ["$JS.API.>"] }
+        subscribe: { allow: ["live.outputs.>", "_INBOX.>"] }
+    } }
+  ]
+}
+`
+
+// TestNATSPermissions: with NATS users configured, the producer and the
+// gateway work with their own rights only; the producer's user cannot read
+// frames and the gateway's user cannot publish them.
+func TestNATSPermissions(t *testing.T) {
+	s := newStack(t, stackOptions{
+		natsAuth:     natsUsers,
+		natsAdmin:    [2]string{"admin", "admin"},
+		producerUser: [2]string{"producer", "producer-pass"},
+		gatewayUser:  [2]string{"gateway", "gateway-pass"},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// Frames flow end to end with the restricted users.
+	l := ledger.New(scenarioName(t))
+	wctx, wcancel := context.WithCancel(ctx)
+	w := watch(t, wctx, l, "client", []string{s.gateways[0].URL}, client.Config{OutputID: "perm", Since: u64(0)})
+	waitHello(t, ctx, []*watcher{w})
+	pub := newPublisher(s.producer.URL, l)
+	for range 10 {
+		if _, err := pub.publish(ctx, "perm", "", true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	finish(t, ctx, l)
+	stopWatchers(t, wcancel, []*watcher{w})
+
+	tests := []struct {
+		name, user, pass string
+		act              func(nc *nats.Conn) error
+	}{
+		{"producer subscribes to frames", "producer", "producer-pass", func(nc *nats.Conn) error {
+			_, err := nc.SubscribeSync("outputs.>")
+			return err
+		}},
+		{"producer subscribes to live frames", "producer", "producer-pass", func(nc *nats.Conn) error {
+			_, err := nc.SubscribeSync("live.outputs.>")
+			return err
+		}},
+		{"gateway publishes a frame", "gateway", "gateway-pass", func(nc *nats.Conn) error {
+			return nc.Publish("outputs.perm.~all", []byte("forged"))
+		}},
+		{"gateway publishes a live frame", "gateway", "gateway-pass", func(nc *nats.Conn) error {
+			return nc.Publish("live.outputs.perm.~all", []byte("forged"))
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var asyncErr error
+			got := make(chan struct{}, 1)
+			nc, err := nats.Connect(s.nats.URL(), nats.UserInfo(tc.user, tc.pass),
+				nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+					mu.Lock()
+					asyncErr = err
+					mu.Unlock()
+					select {
+					case got <- struct{}{}:
+					default:
+					}
+				}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			if err := tc.act(nc); err != nil && !errors.Is(err, nats.ErrPermissionViolation) {
+				t.Fatal(err)
+			}
+			_ = nc.Flush()
+			select {
+			case <-got:
+			case <-ctx.Done():
+				t.Fatal("no permissions violation reported")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !errors.Is(asyncErr, nats.ErrPermissionViolation) {
+				t.Errorf("error: got %v; want nats.ErrPermissionViolation", asyncErr)
+			}
+		})
+	}
+}
+
+// TestCraftedComfyClientIDs: on the ComfyDeploy endpoint, whose
+// subscriptions use a wildcard for the output, client ids built to widen
+// the subject (*, >, the broadcast token, dots) get broadcast frames only,
+// never frames sent to another client id.
+func TestCraftedComfyClientIDs(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pub := newPublisher(s.producer.URL, ledger.New(scenarioName(t)))
+	for _, cid := range []string{"*", ">", "~all", "victim.>", "~2A", "%2A"} {
+		t.Run(cid, func(t *testing.T) {
+			c := dial(t, ctx, client.Config{URL: s.gateways[0].URL, ComfyDeploy: true, ClientID: cid})
+			defer c.Close()
+			if st := expectControl(t, ctx, c, client.TypeStatus); st.SID != cid {
+				t.Errorf("status sid: got %q; want %q", st.SID, cid)
+			}
+			// Targeted frames first, then broadcast ones: frames reach a
+			// socket in stream order, so once the last broadcast frame is
+			// in, any leaked targeted frame would have come before it.
+			targeted := map[uint64]bool{}
+			for _, to := range []string{"victim", "x"} {
+				f, err := pub.publish(ctx, "a", to, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				targeted[f.ID] = true
+			}
+			want := map[uint64]bool{}
+			for _, oid := range []string{"a", "b"} {
+				f, err := pub.publish(ctx, oid, "", true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want[f.ID] = true
+			}
+			for len(want) > 0 {
+				m, err := next(ctx, c)
+				if err != nil {
+					t.Fatalf("read: %v (still waiting for %d broadcast frames)", err, len(want))
+				}
+				f, ok := m.(*client.Frame)
+				if !ok {
+					continue
+				}
+				id, err := ledger.ID(f.Image)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if targeted[id] {
+					t.Errorf("client id %q got frame %d sent to another client", cid, id)
+				}
+				delete(want, id)
+			}
+		})
+	}
+}
