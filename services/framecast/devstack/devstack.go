@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/framecast/framecast/services/gateway"
 	"github.com/framecast/framecast/services/producer"
@@ -110,6 +111,7 @@ func (st *Stack) start(ctx context.Context, cfg Config, natsPort int) error {
 		return fmt.Errorf("start nats on port %d (store %s): %w", natsPort, cfg.StoreDir, err)
 	}
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	st.producer, err = producer.New(ctx, producer.Config{
 		NATSURL: st.nats.ClientURL(), Stream: cfg.Stream, Registry: reg,
 		Logger: cfg.Logger.With("service", "producer"),

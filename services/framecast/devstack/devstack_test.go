@@ -48,6 +48,8 @@ func TestRoutes(t *testing.T) {
 		{"/", "<"},
 		{"/metrics", "framecast_producer_"},
 		{"/metrics", "framecast_gateway_"},
+		{"/metrics", "go_goroutines"},
+		{"/metrics", "process_resident_memory_bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path+" "+tt.want, func(t *testing.T) {

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/peterbourgon/ff/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/framecast/framecast/services/producer"
 	"github.com/framecast/framecast/services/producer/publish"
@@ -72,6 +74,8 @@ func run(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	cfg.Logger, cfg.Tokens = log, toks
+	cfg.Registry = prometheus.NewRegistry()
+	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if len(toks) == 0 {
 		log.Warn("no --token set: anyone who reaches the port can publish")
 	}
