@@ -85,3 +85,32 @@ func hugePNG(t *testing.T, w, h uint32) []byte {
 	binary.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29]))
 	return b
 }
+
+// FuzzProbe feeds Probe arbitrary bytes, seeded with small valid images of
+// every format: it must never panic, and what it accepts must be a
+// decodable image within MaxPixels.
+func FuzzProbe(f *testing.F) {
+	m, err := Image(testPixels(9, 7, 3))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, tt := range []struct {
+		format  frame.Format
+		quality int
+	}{{frame.JPEG, 80}, {frame.PNG, 80}, {frame.WEBP, 80}, {frame.WEBP, 100}} {
+		b, err := Encode(m, tt.format, tt.quality)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		info, err := Probe(b)
+		if err != nil {
+			return
+		}
+		if !info.Format.Valid() || info.Width < 1 || info.Height < 1 || info.Width*info.Height > MaxPixels {
+			t.Fatalf("Probe accepted %d bytes as %+v", len(b), info)
+		}
+	})
+}
