@@ -61,8 +61,9 @@ class ProducerError(RuntimeError):
     ``status`` is the HTTP status, or None when the producer was unreachable;
     ``code`` and ``message`` come from the JSON error body
     ``{"error": {"code", "message", "published"}}`` when it had one;
-    ``published`` lists the frames of the request that were stored before
-    it failed (the producer's ``published``, usually empty).
+    ``published`` lists the frames of the batch that were stored before it
+    failed, in batch order with their batch_index in the whole batch
+    (usually empty).
     """
 
     def __init__(self, text, url, status=None, code=None, message=None, published=None):
@@ -296,10 +297,15 @@ def publish(images, output_id, client_id="", file_type="WEBP", quality=DEFAULT_Q
         try:
             frames = _post(settings, url, part, part_key)
         except ProducerError as err:
-            published = answer["frames"]
-            if published:
+            # err.published indexes this request's frames; make it the
+            # batch's: every frame stored so far, with its batch_index.
+            for frame in err.published:
+                if isinstance(frame, dict) and isinstance(frame.get("batch_index"), int):
+                    frame["batch_index"] += start
+            published = err.published = answer["frames"] + err.published
+            if published and len(starts) > 1:
                 err.args = (
-                    f"{err}; frames 0..{len(published) - 1} of the batch of {total} were already published "
+                    f"{err}; frames 0..{len(published) - 1} of the batch of {total} were published "
                     f"(seq {published[0].get('seq')}..{published[-1].get('seq')})",
                 )
             raise

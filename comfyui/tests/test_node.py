@@ -512,6 +512,88 @@ class DropFirstResponseProxy:
             raise RuntimeError("proxy thread did not end")
 
 
+class PartialAfterFirstProxy:
+    """Forwards HTTP requests to a producer. The first answer goes back as
+    it is; every later request is stored by the producer, but answered with
+    the 503 of a batch that stopped after its first frame."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.answers = []  # the producer's answers, in order
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self._handle(conn)
+
+    def _handle(self, conn):
+        f = conn.makefile("rb")
+        method, target, _ = f.readline().decode().split(" ", 2)
+        headers = {}
+        while True:
+            line = f.readline().decode()
+            if line in ("\r\n", "\n", ""):
+                break
+            k, v = line.split(":", 1)
+            headers[k.strip()] = v.strip()
+        body = f.read(int(headers.get("Content-Length", "0")))
+        up = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=20)
+        up.request(method, target, body=body, headers=headers)
+        resp = up.getresponse()
+        answer = json.loads(resp.read())
+        up.close()
+        self.answers.append(answer)
+        status, extra = "200 OK", ""
+        if len(self.answers) > 1:
+            status, extra = "503 Service Unavailable", "Retry-After: 0\r\n"
+            answer = {"error": {"code": "broker_unavailable",
+                                "message": f"published 1 of {len(answer['frames'])} frames; frame 1 failed",
+                                "published": answer["frames"][:1]}}
+        data = json.dumps(answer).encode()
+        conn.sendall(
+            f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data
+        )
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(10)
+        if self.thread.is_alive():
+            raise RuntimeError("proxy thread did not end")
+
+
+class SplitBatchFailureTest(EnvMixin, unittest.TestCase):
+    def test_error_lists_every_published_frame_of_the_batch(self):
+        # 6x6x3 float32 is 432 bytes per image: 1000 bytes fit 2 images, so
+        # a batch of 4 goes in 2 requests; the second stops after 1 frame.
+        proxy = PartialAfterFirstProxy(open_producer.port)
+        self.addCleanup(proxy.close)
+        self.set_env(FRAMECAST_PRODUCER_URL=proxy.url, FRAMECAST_TIMEOUT="20", FRAMECAST_MAX_BODY_BYTES="1000")
+        with self.assertRaises(publish.ProducerError) as ctx:
+            publish.publish(ramp(4, 6, 6, 3), "split-fail", file_type="PNG")
+        err = ctx.exception
+        self.assertEqual((err.status, err.code), (503, "broker_unavailable"))
+        stored = proxy.answers[0]["frames"] + proxy.answers[1]["frames"][:1]
+        got = [(f["batch_index"], f["seq"]) for f in err.published]
+        want = [(i, f["seq"]) for i, f in enumerate(stored)]
+        self.assertEqual(got, want)
+        self.assertIn(f"frames 0..2 of the batch of 4 were published (seq {want[0][1]}..{want[2][1]})", str(err))
+
+
 class RetryTest(EnvMixin, unittest.TestCase):
     def test_retry_after_lost_answer_publishes_once(self):
         proxy = DropFirstResponseProxy(open_producer.port)

@@ -155,9 +155,9 @@ func (s *Server) publishRequest(w http.ResponseWriter, r *http.Request, oid stri
 	case bodyRaw:
 		eb, e = s.readRaw(ctx, req, body, eb)
 	case bodyImage:
-		eb.Frames, e = readImage(req, body)
+		eb.Frames, e = readImage(req, body, limit)
 	case bodyMultipart:
-		eb.Frames, e = readMultipart(req, body)
+		eb.Frames, e = readMultipart(req, body, limit)
 	}
 	if e != nil {
 		return e
@@ -291,10 +291,10 @@ func probe(b []byte, declared frame.Format, what string) (publish.Frame, *apiErr
 	return publish.Frame{Data: b, Format: in.Format, Width: in.Width, Height: in.Height}, nil
 }
 
-func readImage(req request, body io.Reader) ([]publish.Frame, *apiError) {
+func readImage(req request, body io.Reader, limit int64) ([]publish.Frame, *apiError) {
 	b, err := io.ReadAll(body)
 	if err != nil {
-		return nil, bodyError(err, 0, "the body")
+		return nil, bodyError(err, limit, "the body")
 	}
 	f, e := probe(b, req.declared, "the body")
 	if e != nil {
@@ -306,7 +306,7 @@ func readImage(req request, body io.Reader) ([]publish.Frame, *apiError) {
 // readMultipart reads every part, in order, as one image. A part's
 // Content-Type may be absent or application/octet-stream (the bytes are
 // sniffed); otherwise it must be the image type the bytes are.
-func readMultipart(req request, body io.Reader) ([]publish.Frame, *apiError) {
+func readMultipart(req request, body io.Reader, limit int64) ([]publish.Frame, *apiError) {
 	mr := multipart.NewReader(body, req.boundary)
 	var frames []publish.Frame
 	for i := 0; ; i++ {
@@ -315,7 +315,7 @@ func readMultipart(req request, body io.Reader) ([]publish.Frame, *apiError) {
 			break
 		}
 		if err != nil {
-			return nil, bodyError(err, 0, "the multipart body")
+			return nil, bodyError(err, limit, "the multipart body")
 		}
 		if i >= frame.MaxBatch {
 			return nil, errorf(http.StatusBadRequest, CodeInvalidBody, "multipart body has more than %d parts; allowed: 1..%d images", frame.MaxBatch, frame.MaxBatch)
@@ -329,7 +329,7 @@ func readMultipart(req request, body io.Reader) ([]publish.Frame, *apiError) {
 		}
 		b, err := io.ReadAll(p)
 		if err != nil {
-			return nil, bodyError(err, 0, what)
+			return nil, bodyError(err, limit, what)
 		}
 		f, e := probe(b, declared, what)
 		if e != nil {

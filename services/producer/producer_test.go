@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"image"
+	"io"
 	"math"
 	"mime/multipart"
 	"net/http"
@@ -418,6 +419,41 @@ func TestConfigInvalid(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := New(context.Background(), tt.cfg); !errorsIs(err, ErrInvalidConfig) {
 				t.Fatalf("got %v; want ErrInvalidConfig", err)
+			}
+		})
+	}
+}
+
+// TestChunkedBodyOverLimit sends bodies without Content-Length, so the
+// limit is found only while reading: the 413 must still name the limit.
+func TestChunkedBodyOverLimit(t *testing.T) {
+	e := newEnv(t, Config{MaxBodyBytes: 1 << 20})
+	big := append(pngBytes(t, 8, 8), make([]byte, 1<<20)...)
+	ct, multi := multipartBody(t, []part{{"image/png", big}})
+	tests := []struct {
+		name  string
+		ctype string
+		body  []byte
+	}{
+		{"image", "image/png", big},
+		{"multipart", ct, multi},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, e.http.URL+"/v1/outputs/o/images", io.MultiReader(bytes.NewReader(tt.body)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", tt.ctype)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var b errorBody
+			decodeJSON(t, resp, &b)
+			if resp.StatusCode != 413 || b.Error.Code != CodeBodyTooLarge || !strings.Contains(b.Error.Message, "1048576 bytes") {
+				t.Fatalf("got %d %s %q; want 413 %s naming the limit of 1048576 bytes", resp.StatusCode, b.Error.Code, b.Error.Message, CodeBodyTooLarge)
 			}
 		})
 	}

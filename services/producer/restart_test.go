@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/framecast/framecast/shared/frame"
 )
@@ -155,5 +156,37 @@ func TestPartialBatch(t *testing.T) {
 	}
 	if got := e.count(t); got != 2 {
 		t.Fatalf("stream has %d messages after the retry; want 2", got)
+	}
+}
+
+// TestMetricsDuringNew scrapes a shared registry while New runs, as a
+// process does that serves one /metrics for several services: the ready
+// gauge must be safe to read from the moment it is registered.
+func TestMetricsDuringNew(t *testing.T) {
+	ns := startNATS(t, t.TempDir(), 0)
+	reg := prometheus.NewRegistry()
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := reg.Gather(); err != nil {
+				t.Errorf("Gather: %v", err)
+				return
+			}
+		}
+	}()
+	srv, err := New(context.Background(), Config{NATSURL: ns.ClientURL(), Registry: reg})
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
 	}
 }

@@ -59,15 +59,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		closed:     make(chan struct{}),
 		done:       make(chan struct{}),
 	}
-	s.metrics, err = newMetrics(cfg.Registry, func() float64 {
-		if s.Ready() {
-			return 1
-		}
-		return 0
-	})
-	if err != nil {
-		return nil, err
-	}
 	s.nc, err = nats.Connect(cfg.NATSURL,
 		nats.Name("framecast-producer"),
 		nats.MaxReconnects(-1),
@@ -100,6 +91,18 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		s.nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	// Registered only now: a registry shared with running services may
+	// read the ready gauge, and so s.nc, as soon as it is registered.
+	s.metrics, err = newMetrics(cfg.Registry, func() float64 {
+		if s.Ready() {
+			return 1
+		}
+		return 0
+	})
+	if err != nil {
+		s.nc.Close()
+		return nil, err
 	}
 	s.pub = publish.New(s.js, publish.Options{Timeout: cfg.PublishTimeout,
 		InlineLimit: cfg.InlineLimit, MaxFrame: cfg.MaxFrameBytes, Bucket: cfg.Stream.Bucket})
