@@ -11,6 +11,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"time"
 
@@ -345,35 +346,45 @@ func readMultipart(req request, body io.Reader, limit int64) ([]publish.Frame, *
 
 // reencode converts encoded frames to the requested format when file_type
 // was given and differs; otherwise the bytes are forwarded as they came.
+// It decodes and encodes GOMAXPROCS images at a time, so a batch of large
+// images never holds more than that many decoded at once.
 func (s *Server) reencode(ctx context.Context, req request, frames []publish.Frame) *apiError {
 	if !req.formatSet {
 		return nil
 	}
-	var (
-		idx  []int
-		imgs []image.Image
-	)
+	var idx []int
 	for i, f := range frames {
-		if f.Format == req.format {
-			continue
+		if f.Format != req.format {
+			idx = append(idx, i)
 		}
-		m, _, err := image.Decode(bytes.NewReader(f.Data))
+	}
+	step := runtime.GOMAXPROCS(0)
+	imgs := make([]image.Image, 0, step)
+	for len(idx) > 0 {
+		chunk := idx[:min(step, len(idx))]
+		idx = idx[len(chunk):]
+		imgs = imgs[:0]
+		for _, i := range chunk {
+			m, _, err := image.Decode(bytes.NewReader(frames[i].Data))
+			if err != nil {
+				return errorf(http.StatusBadRequest, CodeInvalidImage, "image %d does not decode: %v", i, err)
+			}
+			imgs = append(imgs, m)
+		}
+		start := time.Now()
+		out, err := encode.Batch(ctx, imgs, req.format, req.quality)
+		s.metrics.encode.Observe(time.Since(start).Seconds())
 		if err != nil {
-			return errorf(http.StatusBadRequest, CodeInvalidImage, "image %d does not decode: %v", i, err)
+			var be *encode.BatchError
+			if errors.As(err, &be) {
+				be.Index = chunk[be.Index]
+			}
+			return encodeError(ctx, err)
 		}
-		idx, imgs = append(idx, i), append(imgs, m)
+		for j, i := range chunk {
+			frames[i].Data, frames[i].Format = out[j], req.format
+		}
 	}
-	if len(imgs) == 0 {
-		return nil
-	}
-	start := time.Now()
-	out, err := encode.Batch(ctx, imgs, req.format, req.quality)
-	s.metrics.encode.Observe(time.Since(start).Seconds())
-	if err != nil {
-		return encodeError(ctx, err)
-	}
-	for j, i := range idx {
-		frames[i].Data, frames[i].Format = out[j], req.format
-	}
+	clear(imgs[:cap(imgs)])
 	return nil
 }

@@ -195,6 +195,32 @@ func TestMultipart(t *testing.T) {
 	}
 }
 
+// TestMultipartReencodedInOrder sends more parts than GOMAXPROCS, which
+// reencode handles a chunk at a time; every frame must come back in the
+// requested format, in order.
+func TestMultipartReencodedInOrder(t *testing.T) {
+	e := newEnv(t, Config{})
+	var parts []part
+	for i := range 5 {
+		parts = append(parts, part{"image/png", pngBytes(t, 3+i, 2)})
+	}
+	parts = append(parts, part{"image/jpeg", jpegBytes(t, 9, 2)})
+	ct, body := multipartBody(t, parts)
+	r := e.post(t, "multi", "file_type=webp&quality=90", ct, body, nil)
+	if r.status != http.StatusOK || len(r.ok.Frames) != len(parts) {
+		t.Fatalf("got %d with %d frames; want 200 with %d", r.status, len(r.ok.Frames), len(parts))
+	}
+	for i, f := range r.ok.Frames {
+		wantW := 3 + i
+		if i == 5 {
+			wantW = 9
+		}
+		if f.ContentType != "image/webp" || f.Width != wantW || f.BatchIndex != i {
+			t.Fatalf("frame %d: %s %dx%d index %d; want image/webp %dx2 index %d", i, f.ContentType, f.Width, f.Height, f.BatchIndex, wantW, i)
+		}
+	}
+}
+
 func TestIdempotencyKey(t *testing.T) {
 	e := newEnv(t, Config{})
 	body := make([]byte, 3*2*2*3)
