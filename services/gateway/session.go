@@ -357,8 +357,12 @@ func (s *session) start() error {
 		}
 	}
 	if !replaying {
-		s.handOver(since, false)
-		return nil
+		if s.handOver(since, false) {
+			return nil
+		}
+		// Held frames were lost before the hand-over: read them from the
+		// stream.
+		return s.catchUp(since+1, false)
 	}
 	s.srv.metrics.replays.Inc()
 	return s.catchUp(since+1, true)
@@ -389,7 +393,7 @@ func (s *session) catchUp(from uint64, initial bool) error {
 		}
 		last, err := s.srv.source.ReadWithGaps(s.ctx, s.req.filters, from, s.replayOne, s.gap)
 		if err != nil {
-			if errors.Is(err, errWrite) || errors.Is(err, errDraining) || s.ctx.Err() != nil {
+			if errors.Is(err, errWrite) || errors.Is(err, errDraining) || errors.Is(err, errExpired) || s.ctx.Err() != nil {
 				return err
 			}
 			return fmt.Errorf("%w: %v", errStream, err)
@@ -415,6 +419,12 @@ func (s *session) gap(from, to uint64) error {
 func (s *session) replayOne(m jetstream.Msg) error {
 	if s.srv.isDraining() {
 		return errDraining
+	}
+	s.mu.Lock()
+	expired := s.expired
+	s.mu.Unlock()
+	if expired {
+		return errExpired
 	}
 	md, err := m.Metadata()
 	if err != nil {

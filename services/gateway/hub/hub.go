@@ -293,18 +293,18 @@ func (h *Hub) Subscriptions() int {
 
 // Reset forgets the sequences seen and tells every subscriber it missed
 // frames. Call it when the NATS connection was re-established.
+//
+// Subscribers are told under h.mu: the dispatcher, which no longer sees a
+// jump in sequences once they are forgotten, must not hand anyone a frame
+// before it was told, or that subscriber would go past the frames lost.
 func (h *Hub) Reset() {
 	h.mu.Lock()
-	var all []Subscriber
+	defer h.mu.Unlock()
 	for _, e := range h.subs {
 		clear(e.last)
 		for s := range e.members {
-			all = append(all, s)
+			s.Missed()
 		}
-	}
-	h.mu.Unlock()
-	for _, s := range all {
-		s.Missed()
 	}
 }
 
