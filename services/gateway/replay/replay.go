@@ -146,7 +146,8 @@ func (s Source) read(ctx context.Context, filters []string, start uint64, header
 		cancel()
 	}()
 	if cons.CachedInfo().NumPending == 0 {
-		return last, nil
+		// The window may have passed start since the caller looked.
+		return last, s.tailGap(ctx, start, gap)
 	}
 	next := start // the sequence after the last one read
 	msgs := make([]jetstream.Msg, 0, Prefetch)
@@ -208,17 +209,7 @@ func (s Source) read(ctx context.Context, filters []string, start uint64, header
 				return last, fmt.Errorf("replay on %s after seq %d: %w", s.Stream, last, err)
 			}
 			if info.NumPending == 0 {
-				if gap == nil {
-					return last, nil
-				}
-				first, _, err := s.Bounds(ctx)
-				if err != nil {
-					return last, err
-				}
-				if first > next {
-					return last, gap(next, first-1)
-				}
-				return last, nil
+				return last, s.tailGap(ctx, next, gap)
 			}
 			select {
 			case <-ctx.Done():
@@ -227,6 +218,23 @@ func (s Source) read(ctx context.Context, filters []string, start uint64, header
 			}
 		}
 	}
+}
+
+// tailGap ends a read that has nothing more to deliver: when gap is set
+// and the stream's window now starts after next, the sequences from next
+// on left the stream before the read reached them.
+func (s Source) tailGap(ctx context.Context, next uint64, gap func(from, to uint64) error) error {
+	if gap == nil {
+		return nil
+	}
+	first, _, err := s.Bounds(ctx)
+	if err != nil {
+		return err
+	}
+	if first > next {
+		return gap(next, first-1)
+	}
+	return nil
 }
 
 // jumps reports whether the sequences of msgs, read after next-1, skip
