@@ -100,3 +100,35 @@ func ownGoroutines() int {
 	}
 	return n
 }
+
+// TestDrainAndCloseConcurrently: Drain and Close may be called together and
+// more than once; each returns, nothing panics, the socket is closed.
+func TestDrainAndCloseConcurrently(t *testing.T) {
+	ns := testNATS(t)
+	g, err := New(context.Background(), Config{NATSURL: ns.ClientURL(), Stream: testStream, ID: "gw", AllowAnonymous: true, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(g.Handler())
+	t.Cleanup(hs.Close)
+	waitReady(t, hs.URL)
+	c := dial(t, hs.URL, "/v1/ws?output_id=o", nil)
+	readControl(t, c, wire.TypeHello)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan string, 3)
+	go func() { _ = g.Drain(ctx); done <- "drain 1" }()
+	go func() { _ = g.Drain(ctx); done <- "drain 2" }()
+	go func() { _ = g.Close(); done <- "close" }()
+	for range 3 {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t.Fatal("Drain/Close did not return within 10s")
+		}
+	}
+	if _, err := tryRead(c); err == nil {
+		t.Fatal("socket still open after Drain and Close; want it closed")
+	}
+}

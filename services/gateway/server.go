@@ -29,6 +29,7 @@ type Server struct {
 	metrics  *metrics
 	verifier *auth.Verifier
 	nc       *nats.Conn
+	ncClosed chan struct{} // closed when nc is closed for good
 	js       jetstream.JetStream
 	hub      *hub.Hub
 	source   replay.Source
@@ -61,6 +62,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		log:      cfg.Logger.With("gateway", cfg.ID),
 		metrics:  newMetrics(cfg.Registry),
 		draining: make(chan struct{}),
+		ncClosed: make(chan struct{}),
 		sessions: make(map[*session]struct{}),
 	}
 	if len(cfg.JWTSecret) > 0 {
@@ -78,17 +80,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		nats.ReconnectWait(500*time.Millisecond),
 		nats.ReconnectHandler(func(*nats.Conn) {
 			s.log.Warn("reconnected to NATS; live connections catch up from the stream")
-			if s.hub != nil {
-				s.hub.Reset()
-			}
+			s.resetHub()
 		}),
+		nats.ClosedHandler(func(*nats.Conn) { close(s.ncClosed) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			s.log.Warn("disconnected from NATS", "err", err)
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrSlowConsumer) {
 				s.log.Warn("hub fell behind NATS; live connections catch up from the stream")
-				s.hub.Reset()
+				s.resetHub()
 				return
 			}
 			s.log.Warn("nats error", "err", err)
@@ -102,10 +103,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	s.source = replay.Source{JS: s.js, Stream: cfg.Stream.Name, Bucket: cfg.Stream.Bucket}
+	s.mu.Lock()
 	s.hub = hub.New(s.nc, 0, s.log, hub.Stats{
 		Subscriptions: func(n int) { s.metrics.subscriptions.Set(float64(n)) },
 		Gap:           func() { s.metrics.gaps.Inc() },
 	})
+	s.mu.Unlock()
 	bgctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	s.bg.Add(1)
@@ -245,19 +248,28 @@ func (s *Server) Drain(ctx context.Context) error {
 	s.stop()
 	s.bg.Wait()
 	s.hub.Close()
-	closed := make(chan struct{})
-	s.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
 	if derr := s.nc.Drain(); derr != nil {
 		s.nc.Close()
 	} else {
 		select {
-		case <-closed:
+		case <-s.ncClosed:
 		case <-ctx.Done():
 			s.nc.Close()
 			err = ctx.Err()
 		}
 	}
 	return err
+}
+
+// resetHub tells the hub that NATS lost frames (reconnect, slow consumer).
+// NATS callbacks may run before New has made the hub.
+func (s *Server) resetHub() {
+	s.mu.Lock()
+	h := s.hub
+	s.mu.Unlock()
+	if h != nil {
+		h.Reset()
+	}
 }
 
 // Close cuts every connection at once and closes NATS.

@@ -194,7 +194,9 @@ type Hub struct {
 	stats Stats
 	ch    chan *nats.Msg
 	done  chan struct{}
-	wg    sync.WaitGroup
+	// closeOnce makes Close safe to call more than once, concurrently.
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 
 	mu   sync.Mutex
 	subs map[string]*entry
@@ -316,11 +318,7 @@ func (h *Hub) Close() {
 		delete(h.subs, subj)
 	}
 	h.mu.Unlock()
-	select {
-	case <-h.done:
-	default:
-		close(h.done)
-	}
+	h.closeOnce.Do(func() { close(h.done) })
 	h.wg.Wait()
 	h.report(0)
 }
