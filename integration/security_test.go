@@ -1,11 +1,17 @@
 package integration_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,8 +19,10 @@ import (
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/framecast/framecast/integration/ledger"
+	"github.com/framecast/framecast/integration/topo"
 	"github.com/framecast/framecast/services/gateway/client"
 	"github.com/framecast/framecast/shared/wire"
 )
@@ -216,68 +224,131 @@ func TestOversizedClientMessage(t *testing.T) {
 	}
 }
 
-// natsUsers gives the producer and the gateway the least NATS rights they
-// need, and the test an admin.
-const natsUsers = `
-authorization {
-  users = [
-    { user: admin, password: admin }
-    { user: producer, password: producer-pass, permissions: {
-        publish: { allow: ["outputs.>", "$JS.API.>"] }
-        subscribe: { allow: ["_INBOX.>"] }
-    } }
-    { user: gateway, password: gateway-pass, permissions: {
-        publish: { allow: ["$JS.API.>"] }
-        subscribe: { allow: ["live.outputs.>", "_INBOX.>"] }
-    } }
-  ]
+// natsPasswords are the users' passwords for deploy/nats/accounts.conf,
+// which reads them from the NATS server's environment.
+var natsPasswords = map[string]string{
+	"producer": "producer-test-pass",
+	"gateway":  "gateway-test-pass",
+	"leaf":     "leaf-test-pass",
+	"sys":      "sys-test-pass",
 }
-`
 
-// TestNATSPermissions: with NATS users configured, the producer and the
-// gateway work with their own rights only; the producer's user cannot read
-// frames and the gateway's user cannot publish them.
+// deployedAccounts is deploy/nats/accounts.conf, the users every deployment
+// runs with, and the environment it needs.
+func deployedAccounts(t testing.TB) (conf string, env []string) {
+	t.Helper()
+	root, err := topo.WorkspaceRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "deploy", "nats", "accounts.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for user, pass := range natsPasswords {
+		env = append(env, "FRAMECAST_NATS_"+strings.ToUpper(user)+"_PASSWORD="+pass)
+	}
+	return string(b), env
+}
+
+// permInlineLimit is the producer's --inline-limit in TestNATSPermissions:
+// larger images go through the OUTPUTS_LARGE bucket.
+const permInlineLimit = 16 << 10
+
+// TestNATSPermissions: with the NATS users of deploy/nats/accounts.conf,
+// the producer and the gateway work with their own rights only, for
+// frames sent inline and by reference through the large-frame bucket; the
+// producer's user cannot read frames, and the gateway's user can neither
+// publish frames nor write or purge the bucket.
 func TestNATSPermissions(t *testing.T) {
+	conf, env := deployedAccounts(t)
 	s := newStack(t, stackOptions{
-		natsAuth:     natsUsers,
-		natsAdmin:    [2]string{"admin", "admin"},
-		producerUser: [2]string{"producer", "producer-pass"},
-		gatewayUser:  [2]string{"gateway", "gateway-pass"},
+		natsAuth: conf,
+		natsEnv:  env,
+		// The readiness check asks $JS.API.INFO, which the producer may.
+		natsAdmin:    [2]string{"producer", natsPasswords["producer"]},
+		producerUser: [2]string{"producer", natsPasswords["producer"]},
+		gatewayUser:  [2]string{"gateway", natsPasswords["gateway"]},
+		producer:     []string{fmt.Sprintf("--inline-limit=%d", permInlineLimit)},
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	// Frames flow end to end with the restricted users.
-	l := ledger.New(scenarioName(t))
-	wctx, wcancel := context.WithCancel(ctx)
-	w := watch(t, wctx, l, "client", []string{s.gateways[0].URL}, client.Config{OutputID: "perm", Since: u64(0)})
-	waitHello(t, ctx, []*watcher{w})
-	pub := newPublisher(s.producer.URL, l)
-	for range 10 {
-		if _, err := pub.publish(ctx, "perm", "", true); err != nil {
-			t.Fatal(err)
+	// Frames flow end to end with the restricted users: small ones inline,
+	// large ones (noise, so they stay large as PNG) through the bucket, in
+	// one chunk and in several.
+	live := dial(t, ctx, client.Config{URL: s.gateways[0].URL, OutputID: "perm"})
+	defer live.Close()
+	expectControl(t, ctx, live, wire.TypeHello)
+	sizes := []int{8, 96, 8, 256, 8, 96}
+	var sent []sentFrame
+	large := 0
+	for i, side := range sizes {
+		img := ledger.PNG(uint64(i+1), side, side)
+		if len(img) > permInlineLimit {
+			large++
+		}
+		key := fmt.Sprintf("perm-%d", i)
+		seq := postPNG(t, ctx, s.producer.URL, "perm", key, img)
+		sent = append(sent, sentFrame{seq: seq, image: img})
+		if i == 3 {
+			// A retry of a large frame finds its image and its frame
+			// stored (the producer looks the object up first).
+			if again := postPNG(t, ctx, s.producer.URL, "perm", key, img); again != seq {
+				t.Errorf("retry of %s: got seq %d; want the first attempt's %d", key, again, seq)
+			}
 		}
 	}
-	finish(t, ctx, l)
-	stopWatchers(t, wcancel, []*watcher{w})
+	if large < 2 {
+		t.Fatalf("%d frames above the inline limit %d; want at least 2", large, permInlineLimit)
+	}
+	expectFrames(t, ctx, "live", live, sent)
+	replay := dial(t, ctx, client.Config{URL: s.gateways[0].URL, OutputID: "perm", Since: u64(0)})
+	defer replay.Close()
+	expectControl(t, ctx, replay, wire.TypeHello)
+	expectFrames(t, ctx, "replay", replay, sent)
+
+	// The large ones really went through the bucket: a chunk and a
+	// metadata message each, at least.
+	nc := connectAs(t, s, "gateway", nil)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket, err := js.Stream(ctx, "OBJ_OUTPUTS_LARGE")
+	if err != nil {
+		t.Fatalf("bucket stream info as the gateway: %v", err)
+	}
+	if got := bucket.CachedInfo().State.Msgs; got < uint64(2*large) {
+		t.Errorf("bucket messages: got %d; want at least %d (%d large frames)", got, 2*large, large)
+	}
 
 	tests := []struct {
-		name, user, pass string
-		act              func(nc *nats.Conn) error
+		name, user string
+		act        func(nc *nats.Conn) error
 	}{
-		{"producer subscribes to frames", "producer", "producer-pass", func(nc *nats.Conn) error {
+		{"producer subscribes to frames", "producer", func(nc *nats.Conn) error {
 			_, err := nc.SubscribeSync("outputs.>")
 			return err
 		}},
-		{"producer subscribes to live frames", "producer", "producer-pass", func(nc *nats.Conn) error {
+		{"producer subscribes to live frames", "producer", func(nc *nats.Conn) error {
 			_, err := nc.SubscribeSync("live.outputs.>")
 			return err
 		}},
-		{"gateway publishes a frame", "gateway", "gateway-pass", func(nc *nats.Conn) error {
+		{"gateway publishes a frame", "gateway", func(nc *nats.Conn) error {
 			return nc.Publish("outputs.perm.~all", []byte("forged"))
 		}},
-		{"gateway publishes a live frame", "gateway", "gateway-pass", func(nc *nats.Conn) error {
+		{"gateway publishes a live frame", "gateway", func(nc *nats.Conn) error {
 			return nc.Publish("live.outputs.perm.~all", []byte("forged"))
+		}},
+		{"gateway publishes an image chunk", "gateway", func(nc *nats.Conn) error {
+			return nc.Publish("$O.OUTPUTS_LARGE.C.forged", []byte("forged"))
+		}},
+		{"gateway publishes image metadata", "gateway", func(nc *nats.Conn) error {
+			return nc.Publish("$O.OUTPUTS_LARGE.M.cGVybS0z", []byte("{}"))
+		}},
+		{"gateway purges the bucket", "gateway", func(nc *nats.Conn) error {
+			return nc.Publish("$JS.API.STREAM.PURGE.OBJ_OUTPUTS_LARGE", nil)
 		}},
 	}
 	for _, tc := range tests {
@@ -285,20 +356,15 @@ func TestNATSPermissions(t *testing.T) {
 			var mu sync.Mutex
 			var asyncErr error
 			got := make(chan struct{}, 1)
-			nc, err := nats.Connect(s.nats.URL(), nats.UserInfo(tc.user, tc.pass),
-				nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-					mu.Lock()
-					asyncErr = err
-					mu.Unlock()
-					select {
-					case got <- struct{}{}:
-					default:
-					}
-				}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer nc.Close()
+			nc := connectAs(t, s, tc.user, func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				mu.Lock()
+				asyncErr = err
+				mu.Unlock()
+				select {
+				case got <- struct{}{}:
+				default:
+				}
+			})
 			if err := tc.act(nc); err != nil && !errors.Is(err, nats.ErrPermissionViolation) {
 				t.Fatal(err)
 			}
@@ -314,6 +380,84 @@ func TestNATSPermissions(t *testing.T) {
 				t.Errorf("error: got %v; want nats.ErrPermissionViolation", asyncErr)
 			}
 		})
+	}
+}
+
+// connectAs connects to the stack's NATS as user (a user of natsPasswords);
+// the connection is closed at cleanup.
+func connectAs(t testing.TB, s *stack, user string, onErr nats.ErrHandler) *nats.Conn {
+	t.Helper()
+	opts := []nats.Option{nats.UserInfo(user, natsPasswords[user])}
+	if onErr != nil {
+		opts = append(opts, nats.ErrorHandler(onErr))
+	}
+	nc, err := nats.Connect(s.nats.URL(), opts...)
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// sentFrame is an image the producer acknowledged with seq.
+type sentFrame struct {
+	seq   uint64
+	image []byte
+}
+
+// postPNG publishes an encoded PNG to output oid with Idempotency-Key key
+// and returns the frame's sequence.
+func postPNG(t testing.TB, ctx context.Context, producer, oid, key string, img []byte) uint64 {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, producer+"/v1/outputs/"+url.PathEscape(oid)+"/images", bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "image/png")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	var r struct {
+		Frames []struct {
+			Seq   uint64 `json:"seq"`
+			Bytes int    `json:"bytes"`
+		} `json:"frames"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("publish %s (%d bytes): got HTTP %d %s; want 200", key, len(img), resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, &r); err != nil || len(r.Frames) != 1 || r.Frames[0].Seq == 0 {
+		t.Fatalf("publish %s: answer %s; want one frame with a seq (%v)", key, b, err)
+	}
+	if r.Frames[0].Bytes != len(img) {
+		t.Fatalf("publish %s: got %d bytes stored; want the %d posted (no re-encoding)", key, r.Frames[0].Bytes, len(img))
+	}
+	return r.Frames[0].Seq
+}
+
+// expectFrames reads len(want) frames from c and checks they are want's,
+// in order, byte for byte.
+func expectFrames(t testing.TB, ctx context.Context, name string, c *client.Conn, want []sentFrame) {
+	t.Helper()
+	for _, w := range want {
+		m, err := next(ctx, c)
+		if err != nil {
+			t.Fatalf("%s: want frame %d: %v", name, w.seq, err)
+		}
+		f, ok := m.(*client.Frame)
+		if !ok {
+			t.Fatalf("%s: message: got %s; want frame %d", name, describe(m), w.seq)
+		}
+		if f.Seq != w.seq {
+			t.Fatalf("%s: frame seq: got %d; want %d", name, f.Seq, w.seq)
+		}
+		if !bytes.Equal(f.Image, w.image) {
+			t.Errorf("%s: frame %d: got %d bytes; want the %d published, byte for byte", name, w.seq, len(f.Image), len(w.image))
+		}
 	}
 }
 

@@ -20,6 +20,7 @@ type stackOptions struct {
 	producer    []string  // extra producer flags
 	natsAuth    string    // NATS authorization block
 	natsAdmin   [2]string // the test's NATS user and password with natsAuth
+	natsEnv     []string  // added to the NATS servers' environment
 	// producerUser and gatewayUser, when set, are the services' NATS user
 	// and password.
 	producerUser, gatewayUser [2]string
@@ -50,6 +51,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	env := topo.NewEnv(t, bins)
 	s := &stack{env: env, nats: env.StartNATS(topo.NATSOptions{
 		Servers: o.natsServers, Authorization: o.natsAuth, User: o.natsAdmin[0], Password: o.natsAdmin[1],
+		Env: o.natsEnv,
 	})}
 	streamFlags := append([]string{fmt.Sprintf("--stream-replicas=%d", o.natsServers)}, o.stream...)
 	if o.producerUser[0] != "" {

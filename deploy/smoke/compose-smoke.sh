@@ -6,13 +6,16 @@
 #  2. builds the scratch images (make images) and the framecast CLI;
 #  3. brings the stack up under its own project name and ports;
 #  4. starts `framecast tail --since 0` through Caddy, publishes a batch
-#     through the producer and sees it arrive;
+#     through the producer and sees it arrive; each batch holds small
+#     frames and one larger than the producer's inline limit (1 MiB), which
+#     travels through the OUTPUTS_LARGE object store (R3 like the stream);
 #  5. kills the gateway that tail is on and the NATS node that leads the
 #     OUTPUTS stream, publishes a second batch (retrying with the same
 #     Idempotency-Key while the cluster fails over);
 #  6. checks that the running tail (reconnected through Caddy, resumed by
 #     sequence) and a fresh `tail --since 0` both got every published
-#     frame exactly once, in order, with contiguous sequences;
+#     frame exactly once, in order, with contiguous sequences, and byte
+#     for byte the image that was published;
 #  7. brings the stack down, on failure too, and stops the dockerd it
 #     started.
 #
@@ -33,7 +36,11 @@ export FRAMECAST_NATS_2_MONITOR_PORT=$((BASE + 143))
 export FRAMECAST_NATS_3_MONITOR_PORT=$((BASE + 144))
 LB=http://127.0.0.1:$FRAMECAST_LB_PORT
 PRODUCER=http://127.0.0.1:$FRAMECAST_PRODUCER_PORT
-BATCH=6
+# Frames per batch: BATCH-1 small ones, then one large one.
+BATCH=7
+# LARGE_SIDE x LARGE_SIDE RGB noise: a PNG of about 1.5 MB, above the
+# producer's default inline limit of 1 MiB.
+LARGE_SIDE=720
 
 WORK=$(mktemp -d /tmp/framecast-smoke.XXXXXX)
 STARTED_DOCKERD=""
@@ -157,8 +164,8 @@ log "waiting for the cluster, the stream (R3), both gateways and the producer"
 ready=""
 deadline=$((SECONDS + 120))
 while [ "$SECONDS" -lt "$deadline" ]; do
-  if curl -fsS --max-time 3 -o /dev/null "$PRODUCER/readyz" &&
-    curl -fsS --max-time 3 -o /dev/null "$LB/readyz" &&
+  if curl -fsS --max-time 3 -o /dev/null "$PRODUCER/readyz" 2>/dev/null &&
+    curl -fsS --max-time 3 -o /dev/null "$LB/readyz" 2>/dev/null &&
     [ "$(gateway_conns)" -ge 2 ] &&
     jsz 1 | python3 -c '
 import json, sys
@@ -178,14 +185,14 @@ sleep 3
 
 # --- 4. First batch, live ---------------------------------------------------
 OID="smoke-$(date +%s)"
-python3 - "$WORK" "$BATCH" <<'EOF'
-# Writes distinct 16x16 RGB PNGs: a/00.png.. and b/00.png.. (one folder
-# per batch).
+python3 - "$WORK" "$BATCH" "$LARGE_SIDE" <<'EOF'
+# Writes one folder per batch, a/ and b/: distinct 16x16 RGB PNGs 00.png..,
+# then a LARGE_SIDE x LARGE_SIDE PNG of noise (incompressible, so it stays
+# larger than the inline limit).
 import os, struct, sys, zlib
-work, n = sys.argv[1], int(sys.argv[2])
-def png(path, rgb):
-    w = h = 16
-    raw = b"".join(b"\x00" + bytes(rgb) * w for _ in range(h))
+work, n, side = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def png(path, w, h, row):
+    raw = b"".join(b"\x00" + row(y) for y in range(h))
     def chunk(t, d):
         return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
     data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + \
@@ -194,12 +201,16 @@ def png(path, rgb):
         f.write(data)
 for k, d in enumerate("ab"):
     os.makedirs(os.path.join(work, d), exist_ok=True)
-    for i in range(n):
-        png(os.path.join(work, d, "%02d.png" % i), (40 * i % 256, 128 * k, 255 - 30 * i % 256))
+    for i in range(n - 1):
+        rgb = bytes((40 * i % 256, 128 * k, 255 - 30 * i % 256))
+        png(os.path.join(work, d, "%02d.png" % i), 16, 16, lambda y: rgb * 16)
+    png(os.path.join(work, d, "%02d.png" % (n - 1)), side, side, lambda y: os.urandom(3 * side))
 EOF
+large=$(stat -c %s "$WORK/a/$(printf %02d $((BATCH - 1))).png")
+[ "$large" -gt $((1 << 20)) ] || fail "the large frame is $large bytes; want more than the 1 MiB inline limit"
 
 log "tail --since 0 through Caddy (output $OID)"
-"$FC" tail --gateway-url "$LB" --output-id "$OID" --since 0 --count $((2 * BATCH)) \
+"$FC" tail --gateway-url "$LB" --output-id "$OID" --since 0 --count $((2 * BATCH)) --out "$WORK/tail-live.img" \
   >"$WORK/tail-live.out" 2>"$WORK/tail-live.err" &
 TAIL_PID=$!
 gw=""
@@ -219,6 +230,7 @@ publish() {
     if "$FC" publish --producer-url "$PRODUCER" --output-id "$OID" --type png \
       --idempotency-key "$key" --timeout 20s "$dir" >"$WORK/publish-$key.out" 2>"$WORK/publish-$key.err"; then
       grep -o '^seq=[0-9]*' "$WORK/publish-$key.out" | cut -d= -f2 >>"$WORK/published.seqs"
+      grep '^seq=' "$WORK/publish-$key.out" >>"$WORK/published.lines"
       log "published batch $key (try $try): seqs $(grep -o '^seq=[0-9]*' "$WORK/publish-$key.out" | cut -d= -f2 | tr '\n' ' ')"
       return 0
     fi
@@ -237,6 +249,20 @@ for _ in $(seq 1 60); do
 done
 [ "$(frames "$WORK/tail-live.out")" -ge "$BATCH" ] || fail "tail got $(frames "$WORK/tail-live.out") of $BATCH live frames"
 log "tail got the first $BATCH frames live"
+# The large frame went through the bucket: its stream holds the image's
+# chunks and metadata, replicated like OUTPUTS.
+jsz 1 | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+ss = [s for a in d.get("account_details") or [] for s in a.get("stream_detail") or [] if s["name"] == "OBJ_OUTPUTS_LARGE"]
+if not ss:
+    sys.exit("no stream OBJ_OUTPUTS_LARGE")
+c, st = ss[0]["config"], ss[0]["state"]
+if c["num_replicas"] != 3 or st["messages"] < 2:
+    sys.exit("%d replicas, %d messages; want 3 replicas and the large frame (chunks and metadata)" % (c["num_replicas"], st["messages"]))
+print("%d messages, %d bytes" % (st["messages"], st["bytes"]))' >"$WORK/bucket.out" 2>&1 ||
+  fail "large-frame bucket: $(cat "$WORK/bucket.out")"
+log "large-frame bucket OBJ_OUTPUTS_LARGE (R3): $(cat "$WORK/bucket.out")"
 
 # --- 5. Faults --------------------------------------------------------------
 leader=$(jsz 1 | python3 -c '
@@ -263,11 +289,11 @@ TAIL_PID=""
 grep -q '^disconnected from' "$WORK/tail-live.err" || fail "running tail never saw its gateway go"
 
 log "fresh tail --since 0 with one gateway and one NATS node down"
-timeout 60 "$FC" tail --gateway-url "$LB" --output-id "$OID" --since 0 --count $((2 * BATCH)) \
+timeout 60 "$FC" tail --gateway-url "$LB" --output-id "$OID" --since 0 --count $((2 * BATCH)) --out "$WORK/tail-replay.img" \
   >"$WORK/tail-replay.out" 2>"$WORK/tail-replay.err" || fail "fresh tail: exit $?"
 
-python3 - "$WORK" $((2 * BATCH)) <<'EOF' || fail "frames lost, duplicated or out of order"
-import re, sys
+python3 - "$WORK" $((2 * BATCH)) <<'EOF' || fail "frames lost, duplicated, out of order or changed"
+import os, re, sys
 work, want = sys.argv[1], int(sys.argv[2])
 pub = [int(l) for l in open(work + "/published.seqs") if l.strip()]
 ok = True
@@ -285,9 +311,24 @@ for name in ("tail-live", "tail-replay"):
         print("%s reported a gap" % name)
         ok = False
     check(name, [int(s) for s in re.findall(r"^seq=(\d+)", text, re.M)])
+    # Every image saved as <seq>.png is the published file, byte for byte.
+    for line in open(work + "/published.lines"):
+        m = re.match(r"seq=(\d+) .* file=(.+)$", line.strip())
+        if not m:
+            print("publish line %r has no seq and file" % line)
+            ok = False
+            continue
+        got = os.path.join(work, name + ".img", m.group(1) + ".png")
+        want = open(m.group(2), "rb").read()
+        if not os.path.exists(got):
+            print("%s: no image saved for seq %s" % (name, m.group(1)))
+            ok = False
+        elif open(got, "rb").read() != want:
+            print("%s: seq %s: got %d bytes; want those of %s (%d bytes)" % (name, m.group(1), os.path.getsize(got), m.group(2), len(want)))
+            ok = False
 sys.exit(0 if ok else 1)
 EOF
 sed 's/^/  running tail: /' "$WORK/tail-live.err"
 log "running tail's gateways: $(sed -n 's/^hello: gateway \([^,]*\),.*/\1/p' "$WORK/tail-live.out" | tr '\n' ' ')"
-log "running tail and fresh replay both got seqs $(tr '\n' ' ' <"$WORK/published.seqs")"
+log "running tail and fresh replay both got seqs $(tr '\n' ' ' <"$WORK/published.seqs")byte for byte (the large ones about $large bytes each)"
 PASSED=1

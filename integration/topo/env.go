@@ -60,7 +60,9 @@ func build(out, pkg string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("go", "build", "-o", out, pkg)
+	// Static like the release binaries: nodynamic keeps the image
+	// encoders from loading libc at run time.
+	cmd := exec.Command("go", "build", "-tags", "nodynamic", "-o", out, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {

@@ -21,9 +21,13 @@ type NATSOptions struct {
 	// Authorization, when set, is a NATS config block placed verbatim in
 	// every server's config (e.g. `authorization { users = [...] }`).
 	Authorization string
-	// User and Password are the test's own credentials (an account allowed
-	// everything) when Authorization is set.
+	// User and Password are the test's own credentials when Authorization
+	// is set; they must at least be allowed $JS.API.INFO (the readiness
+	// check).
 	User, Password string
+	// Env is added to every server's environment (NAME=value), e.g. the
+	// passwords an included accounts file reads.
+	Env []string
 }
 
 // NATSNode is one nats-server process; it keeps its name, ports and store
@@ -35,8 +39,9 @@ type NATSNode struct {
 	StoreDir    string
 	Config      string // path of the server's config file
 
-	env  *Env
-	proc *Proc
+	env     *Env
+	procEnv []string
+	proc    *Proc
 }
 
 // NATS is a standalone server or a cluster.
@@ -65,6 +70,7 @@ func (e *Env) StartNATS(o NATSOptions) *NATS {
 			ClusterPort: ports[2*i+1],
 			StoreDir:    filepath.Join(e.Dir, fmt.Sprintf("n%d-store", i)),
 			env:         e,
+			procEnv:     o.Env,
 		})
 	}
 	for _, nd := range n.Nodes {
@@ -118,7 +124,7 @@ func (nd *NATSNode) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", nd.
 // Start (re)starts the node's process with its config and store.
 func (nd *NATSNode) Start() {
 	nd.env.T.Helper()
-	nd.proc = nd.env.Start("nats-"+nd.Name, nd.env.Bins.NATS, nil, "-c", nd.Config)
+	nd.proc = nd.env.Start("nats-"+nd.Name, nd.env.Bins.NATS, nd.procEnv, "-c", nd.Config)
 }
 
 // Kill SIGKILLs the node and waits for it to exit.
