@@ -1,64 +1,134 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"runtime"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/framecast/framecast/shared/frame"
 	"github.com/framecast/framecast/shared/subject"
 	"github.com/framecast/framecast/shared/wire"
 )
 
-// BenchmarkLatency measures publish-to-receive latency through the gateway
-// and, in the same run, to a plain NATS subscriber of the same live
-// subject. One frame is in flight at a time.
+// Every benchmark here measures the gateway and a baseline in the same run
+// on the same machine, and reports their ratio: the machine may be shared,
+// so absolute figures move between runs while the ratios hold better.
+// BENCHMARKS.md at the repository root records the figures and commands.
+
+// arrival is one frame received by a benchmark reader.
+type arrival struct {
+	seq uint64
+	at  time.Time
+	err error
+}
+
+// readGateway reads native frames from c until ctx ends, sending each
+// arrival on out.
+func readGateway(ctx context.Context, c *websocket.Conn, out chan<- arrival) {
+	for {
+		_, b, err := c.Read(ctx)
+		a := arrival{at: time.Now(), err: err}
+		if err == nil {
+			var h wire.Header
+			h, _, a.err = wire.DecodeNative(b)
+			a.seq = h.Seq
+		}
+		select {
+		case out <- a:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// subscribePlain subscribes a connection of its own, as a plain NATS
+// client would, to subj and sends each arrival on out.
+func subscribePlain(b *testing.B, ns *server.Server, subj string, out chan<- arrival) {
+	b.Helper()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		b.Fatalf("connect: %v", err)
+	}
+	b.Cleanup(nc.Close)
+	sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
+		a := arrival{at: time.Now()}
+		a.seq, a.err = strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		out <- a
+	})
+	if err != nil {
+		b.Fatalf("subscribe: %v", err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	if err := nc.Flush(); err != nil {
+		b.Fatalf("flush: %v", err)
+	}
+}
+
+// BenchmarkLatency measures publish-to-receive latency of one frame at a
+// time: from the start of the producer's JetStream publish to the frame's
+// arrival at a websocket client of the gateway and, for the same frame, at
+// a plain NATS subscriber of the same live subject (its own connection).
+// Both readers wait before the publish starts and stamp the arrival as
+// soon as the whole message is read, so every sample of the two is taken
+// under the same load; the two readers share the machine's cores.
 func BenchmarkLatency(b *testing.B) {
 	for _, size := range []int{64 << 10, 256 << 10} {
 		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
 			ns := testNATS(b)
 			_, hs := testGateway(b, ns, nil)
 			p := newPublisher(b, ns)
-			sub, err := p.nc.SubscribeSync(subject.Live("bench", ""))
-			if err != nil {
-				b.Fatal(err)
-			}
+			ctx, cancel := context.WithCancel(context.Background())
+			b.Cleanup(cancel)
+			gw, plain := make(chan arrival, 1), make(chan arrival, 1)
+			subscribePlain(b, ns, subject.Live("bench", ""), plain)
 			c := dial(b, hs.URL, "/v1/ws?output_id=bench", nil)
 			readControl(b, c, wire.TypeHello)
+			go readGateway(ctx, c, gw)
+
 			data := make([]byte, size)
 			var viaGW, viaNATS []time.Duration
+			one := func(record bool) {
+				start := time.Now()
+				seq, err := p.tryPublish("bench", "", data)
+				if err != nil {
+					b.Fatalf("publish: %v", err)
+				}
+				for _, r := range []struct {
+					name string
+					ch   chan arrival
+					d    *[]time.Duration
+				}{{"gateway", gw, &viaGW}, {"nats", plain, &viaNATS}} {
+					a := <-r.ch
+					if a.err != nil || a.seq != seq {
+						b.Fatalf("%s: got seq %d, err %v; want seq %d", r.name, a.seq, a.err, seq)
+					}
+					if record {
+						*r.d = append(*r.d, a.at.Sub(start))
+					}
+				}
+			}
+			for range 20 {
+				one(false) // warm up connections and buffers
+			}
 			b.SetBytes(int64(size))
 			b.ResetTimer()
 			for range b.N {
-				start := time.Now()
-				if _, err := p.tryPublish("bench", "", data); err != nil {
-					b.Fatal(err)
-				}
-				var wg sync.WaitGroup
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					if _, err := sub.NextMsg(10 * time.Second); err != nil {
-						b.Error(err)
-					}
-					viaNATS = append(viaNATS, time.Since(start))
-				}()
-				if _, err := tryRead(c); err != nil {
-					b.Fatal(err)
-				}
-				viaGW = append(viaGW, time.Since(start))
-				wg.Wait()
+				one(true)
 			}
 			b.StopTimer()
 			gw50, gw99 := percentiles(viaGW)
@@ -68,7 +138,8 @@ func BenchmarkLatency(b *testing.B) {
 			b.ReportMetric(float64(n50.Microseconds()), "nats-p50-µs")
 			b.ReportMetric(float64(n99.Microseconds()), "nats-p99-µs")
 			b.ReportMetric(float64(gw50)/float64(max(n50, 1)), "p50-ratio")
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+			b.ReportMetric(float64(gw99)/float64(max(n99, 1)), "p99-ratio")
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "serial-frames/s")
 		})
 	}
 }
@@ -82,52 +153,284 @@ func percentiles(d []time.Duration) (p50, p99 time.Duration) {
 	return s[len(s)/2], s[min(len(s)-1, len(s)*99/100)]
 }
 
-// BenchmarkFanout delivers each frame of one output to 1000 websocket
-// connections of one gateway. The clients run in this process, so the CPU
-// figure includes their reading.
-func BenchmarkFanout(b *testing.B) {
-	const conns = 1000
-	const size = 64 << 10
-	raiseNoFile(b)
-	ns := testNATS(b)
-	_, hs := testGateway(b, ns, nil)
-	p := newPublisher(b, ns)
-	cs := make([]*websocket.Conn, conns)
-	for i := range cs {
-		cs[i] = dial(b, hs.URL, "/v1/ws?output_id=fan", nil)
-		readControl(b, cs[i], wire.TypeHello)
+// BenchmarkThroughput publishes b.N frames back to back (up to 16
+// publishes awaiting their ack) and measures the rate at which one
+// websocket client of the gateway and, for the same frames, one plain
+// NATS subscriber of the same live subject receive them: frames over the
+// time from the first publish to the last arrival.
+func BenchmarkThroughput(b *testing.B) {
+	for _, size := range []int{64 << 10, 256 << 10} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			ns := testNATS(b)
+			_, hs := testGateway(b, ns, nil)
+			p := newPublisher(b, ns)
+			js, err := jetstream.New(p.nc, jetstream.WithPublishAsyncMaxPending(16))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			b.Cleanup(cancel)
+			gw, plain := make(chan arrival, 64), make(chan arrival, 64)
+			subscribePlain(b, ns, subject.Live("tput", ""), plain)
+			c := dial(b, hs.URL, "/v1/ws?output_id=tput", nil)
+			readControl(b, c, wire.TypeHello)
+			go readGateway(ctx, c, gw)
+
+			// Each reader counts arrivals up to the n-th frame and reports
+			// when that came.
+			last := func(ch chan arrival, n int, done chan<- time.Time) {
+				var at time.Time
+				for i := 0; i < n; i++ {
+					a := <-ch
+					if a.err != nil {
+						b.Errorf("frame %d: %v", i, a.err)
+						break
+					}
+					at = a.at
+				}
+				done <- at
+			}
+			data := make([]byte, size)
+			publish := func(n int) (start time.Time, gwDone, natsDone time.Time) {
+				gd, nd := make(chan time.Time, 1), make(chan time.Time, 1)
+				go last(gw, n, gd)
+				go last(plain, n, nd)
+				start = time.Now()
+				for range n {
+					m := frame.Meta{OutputID: "tput", Format: frame.WEBP, Width: 4, Height: 3,
+						BatchSize: 1, Timestamp: time.Now().UnixMilli()}
+					msg := nats.NewMsg(m.Subject())
+					m.Header(msg.Header)
+					msg.Data = data
+					if _, err := js.PublishMsgAsync(msg); err != nil {
+						b.Fatalf("publish: %v", err)
+					}
+				}
+				<-js.PublishAsyncComplete()
+				return start, <-gd, <-nd
+			}
+			publish(20) // warm up
+			b.SetBytes(int64(size))
+			b.ResetTimer()
+			start, gwDone, natsDone := publish(b.N)
+			b.StopTimer()
+			gwRate := float64(b.N) / gwDone.Sub(start).Seconds()
+			natsRate := float64(b.N) / natsDone.Sub(start).Seconds()
+			b.ReportMetric(gwRate, "gw-frames/s")
+			b.ReportMetric(natsRate, "nats-frames/s")
+			b.ReportMetric(gwRate/natsRate, "rate-ratio")
+		})
 	}
-	data := make([]byte, size)
+}
+
+// fanoutPath is one way of delivering a frame to many sockets: the
+// gateway, or a baseline.
+type fanoutPath struct {
+	name  string
+	conns int
+	send  func() error      // deliver one frame to every connection
+	recv  func(i int) error // read one frame on connection i
+	size  int               // bytes a connection receives per frame
+	wall  time.Duration
+	cpu   time.Duration
+	count int // frames received, over all connections
+}
+
+// round sends n frames and waits until every connection read them.
+func (fp *fanoutPath) round(b *testing.B, n int) {
 	var wg sync.WaitGroup
-	b.ResetTimer()
 	cpu0 := cpuTime()
 	start := time.Now()
-	for _, c := range cs {
+	for i := range fp.conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range b.N {
-				if _, _, err := c.Read(context.Background()); err != nil {
-					b.Error(err)
+			for range n {
+				if err := fp.recv(i); err != nil {
+					b.Errorf("%s: connection %d: %v", fp.name, i, err)
 					return
 				}
 			}
 		}()
 	}
-	for range b.N {
-		if _, err := p.tryPublish("fan", "", data); err != nil {
-			b.Fatal(err)
+	for range n {
+		if err := fp.send(); err != nil {
+			b.Fatalf("%s: send: %v", fp.name, err)
 		}
 	}
 	wg.Wait()
-	wall := time.Since(start)
-	cpu := cpuTime() - cpu0
-	b.StopTimer()
-	b.ReportMetric(float64(b.N*conns)/wall.Seconds(), "frames/s")
-	b.ReportMetric(float64(b.N*conns*size)/wall.Seconds()/(1<<20), "MiB/s")
-	b.ReportMetric(cpu.Seconds()/wall.Seconds(), "cpu-cores")
+	fp.wall += time.Since(start)
+	fp.cpu += cpuTime() - cpu0
+	fp.count += n * fp.conns
 }
 
+func (fp *fanoutPath) framesPerSec() float64 { return float64(fp.count) / fp.wall.Seconds() }
+
+func (fp *fanoutPath) report(b *testing.B) {
+	b.ReportMetric(fp.framesPerSec(), fp.name+"-frames/s")
+	b.ReportMetric(fp.framesPerSec()*float64(fp.size)/(1<<20), fp.name+"-MiB/s")
+	b.ReportMetric(fp.cpu.Seconds()/fp.wall.Seconds(), fp.name+"-cpu-cores")
+	b.ReportMetric(float64(fp.cpu.Microseconds())/float64(fp.count), fp.name+"-cpu-µs/frame")
+}
+
+// BenchmarkFanout delivers each of b.N frames of 64 KiB to 1000 sockets
+// along three paths, all held open together and run in alternating rounds
+// of 10 frames so that noise hits each alike:
+//
+//   - gw: one output through one gateway to 1000 websocket clients;
+//   - nats: the same frames of another output, published the same way, to
+//     1000 plain NATS connections subscribed to its live subject (NATS's
+//     own fan-out);
+//   - ws: a bare coder/websocket server writing the gateway's wire bytes
+//     to 1000 sockets from a bounded queue per socket, without NATS (the
+//     socket-write ceiling).
+//
+// Clients, servers and NATS run in this process, so cpu-cores counts all
+// of them, and cpu-µs/frame is that CPU time per frame delivered to one
+// socket. The ratios are the gateway's frames/s over each baseline's.
+func BenchmarkFanout(b *testing.B) {
+	const (
+		conns = 1000
+		size  = 64 << 10
+		round = 10
+	)
+	raiseNoFile(b)
+	ns := testNATS(b)
+	_, hs := testGateway(b, ns, nil)
+	p := newPublisher(b, ns)
+	data := make([]byte, size)
+	ctx := context.Background()
+
+	gwConns := make([]*websocket.Conn, conns)
+	for i := range gwConns {
+		gwConns[i] = dial(b, hs.URL, "/v1/ws?output_id=fan", nil)
+		readControl(b, gwConns[i], wire.TypeHello)
+	}
+	native := wire.EncodeNative(wire.HeaderOf(1, frame.Meta{OutputID: "fan", Format: frame.WEBP,
+		Width: 4, Height: 3, BatchSize: 1, Timestamp: time.Now().UnixMilli()}), data)
+	gwPath := &fanoutPath{name: "gw", conns: conns, size: len(native),
+		send: func() error { _, err := p.tryPublish("fan", "", data); return err },
+		recv: func(i int) error { _, _, err := gwConns[i].Read(ctx); return err },
+	}
+
+	subs := make([]*nats.Subscription, conns)
+	for i := range subs {
+		nc, err := nats.Connect(ns.ClientURL())
+		if err != nil {
+			b.Fatalf("connect: %v", err)
+		}
+		b.Cleanup(nc.Close)
+		if subs[i], err = nc.SubscribeSync(subject.Live("fan-nats", "")); err != nil {
+			b.Fatalf("subscribe: %v", err)
+		}
+		_ = subs[i].SetPendingLimits(-1, -1)
+		if err := nc.Flush(); err != nil {
+			b.Fatalf("flush: %v", err)
+		}
+	}
+	natsPath := &fanoutPath{name: "nats", conns: conns, size: size,
+		send: func() error { _, err := p.tryPublish("fan-nats", "", data); return err },
+		recv: func(i int) error { _, err := subs[i].NextMsg(30 * time.Second); return err },
+	}
+
+	bare := newBareFanout(b)
+	wsConns := make([]*websocket.Conn, conns)
+	for i := range wsConns {
+		wsConns[i] = dial(b, bare.hs.URL, "/", nil)
+	}
+	for bare.conns() < conns {
+		time.Sleep(10 * time.Millisecond)
+	}
+	wsPath := &fanoutPath{name: "ws", conns: conns, size: len(native),
+		send: func() error { bare.send(native); return nil },
+		recv: func(i int) error { _, _, err := wsConns[i].Read(ctx); return err },
+	}
+
+	paths := []*fanoutPath{gwPath, natsPath, wsPath}
+	for _, fp := range paths {
+		fp.round(b, 2) // warm up
+		fp.wall, fp.cpu, fp.count = 0, 0, 0
+	}
+	b.ResetTimer()
+	for done := 0; done < b.N; done += round {
+		for _, fp := range paths {
+			fp.round(b, min(round, b.N-done))
+		}
+	}
+	b.StopTimer()
+	for _, fp := range paths {
+		fp.report(b)
+	}
+	b.ReportMetric(gwPath.framesPerSec()/natsPath.framesPerSec(), "gw/nats")
+	b.ReportMetric(gwPath.framesPerSec()/wsPath.framesPerSec(), "gw/ws")
+}
+
+// bareFanout is a coder/websocket server with no NATS: each accepted
+// socket gets a queue of 128 messages (the gateway's default 8 MiB of
+// 64 KiB frames) drained by a writer goroutine, and send puts one message
+// on every queue.
+type bareFanout struct {
+	hs   *httptest.Server
+	mu   sync.Mutex
+	outs []chan []byte
+}
+
+func newBareFanout(b *testing.B) *bareFanout {
+	bf := &bareFanout{}
+	bf.hs = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+		if err != nil {
+			return
+		}
+		ctx := c.CloseRead(context.Background())
+		out := make(chan []byte, 128)
+		bf.mu.Lock()
+		bf.outs = append(bf.outs, out)
+		bf.mu.Unlock()
+		go func() {
+			defer c.CloseNow()
+			for {
+				select {
+				case m, ok := <-out:
+					if !ok {
+						return
+					}
+					if err := c.Write(ctx, websocket.MessageBinary, m); err != nil {
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}))
+	b.Cleanup(func() {
+		bf.mu.Lock()
+		for _, out := range bf.outs {
+			close(out)
+		}
+		bf.outs = nil
+		bf.mu.Unlock()
+		bf.hs.Close()
+	})
+	return bf
+}
+
+func (bf *bareFanout) conns() int {
+	bf.mu.Lock()
+	defer bf.mu.Unlock()
+	return len(bf.outs)
+}
+
+func (bf *bareFanout) send(m []byte) {
+	bf.mu.Lock()
+	defer bf.mu.Unlock()
+	for _, out := range bf.outs {
+		out <- m
+	}
+}
+
+// cpuTime is the CPU time this process used so far.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -143,83 +446,4 @@ func raiseNoFile(tb testing.TB) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
 		tb.Fatal(err)
 	}
-}
-
-// BenchmarkIdleMemory holds 10,000 idle connections on one gateway; the
-// clients run in a child process, so the RSS delta is the gateway's (and
-// the embedded NATS server's, which does nothing per websocket).
-func BenchmarkIdleMemory(b *testing.B) {
-	const conns = 10000
-	raiseNoFile(b)
-	ns := testNATS(b)
-	srv, hs := testGateway(b, ns, nil)
-	for range b.N {
-		runtime.GC()
-		var m0 runtime.MemStats
-		runtime.ReadMemStats(&m0)
-		rss0 := vmRSS(b)
-		cmd := exec.Command(os.Args[0], "-test.run=^TestIdleClients$")
-		cmd.Env = append(os.Environ(), "FRAMECAST_IDLE_URL="+hs.URL, "FRAMECAST_IDLE_CONNS="+strconv.Itoa(conns))
-		stdin, _ := cmd.StdinPipe()
-		out, _ := cmd.StdoutPipe()
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		sc := bufio.NewScanner(out)
-		for sc.Scan() && !strings.Contains(sc.Text(), "ready") {
-		}
-		for srv.Connections() < conns {
-			time.Sleep(10 * time.Millisecond)
-		}
-		runtime.GC()
-		var m1 runtime.MemStats
-		runtime.ReadMemStats(&m1)
-		rss1 := vmRSS(b)
-		_ = stdin.Close()
-		_ = cmd.Wait()
-		b.ReportMetric(float64(rss1-rss0)/conns/1024, "rss-KiB/conn")
-		b.ReportMetric(float64(int64(m1.HeapInuse+m1.StackInuse)-int64(m0.HeapInuse+m0.StackInuse))/conns/1024, "heap+stack-KiB/conn")
-		for srv.Connections() > 0 {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-}
-
-// TestIdleClients is BenchmarkIdleMemory's client process; it is skipped
-// otherwise.
-func TestIdleClients(t *testing.T) {
-	url := os.Getenv("FRAMECAST_IDLE_URL")
-	if url == "" {
-		t.Skip("client process of BenchmarkIdleMemory")
-	}
-	n, _ := strconv.Atoi(os.Getenv("FRAMECAST_IDLE_CONNS"))
-	raiseNoFile(t)
-	cs := make([]*websocket.Conn, 0, n)
-	for range n {
-		c, _, err := websocket.Dial(context.Background(), wsURL(url, "/v1/ws?output_id=idle"), nil)
-		if err != nil {
-			t.Fatalf("dial: %v", err)
-		}
-		cs = append(cs, c)
-	}
-	fmt.Println("ready")
-	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
-	for _, c := range cs {
-		_ = c.CloseNow()
-	}
-}
-
-func vmRSS(tb testing.TB) int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
 }

@@ -1,0 +1,249 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// BenchmarkIdleMemory holds 10,000 idle connections on one gateway and, in
+// the same run, on a bare coder/websocket server that accepts each
+// connection and holds it with a blocked reader and nothing else. The
+// clients run in a child process. The gateway runs in this process, whose
+// RSS delta also counts the embedded NATS server (which does nothing per
+// websocket); the bare server runs in a fresh child process of its own.
+// Both deltas are taken after a GC. Run it with -benchtime 1x: later
+// iterations reuse memory the first one took from the system.
+func BenchmarkIdleMemory(b *testing.B) {
+	const conns = 10000
+	raiseNoFile(b)
+	ns := testNATS(b)
+	srv, hs := testGateway(b, ns, nil)
+	for range b.N {
+		// The gateway, in this process.
+		runtime.GC()
+		m0 := heapStack()
+		rss0 := vmRSS(b)
+		clients := startIdleClients(b, hs.URL, conns)
+		for srv.Connections() < conns {
+			time.Sleep(10 * time.Millisecond)
+		}
+		runtime.GC()
+		m1 := heapStack()
+		rss1 := vmRSS(b)
+		clients.stop()
+		for srv.Connections() > 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+
+		// The bare server, in a fresh process.
+		bare := startBareIdleServer(b)
+		s0 := bare.stat()
+		clients = startIdleClients(b, bare.url, conns)
+		s1 := bare.stat()
+		for s1.conns < conns {
+			time.Sleep(10 * time.Millisecond)
+			s1 = bare.stat()
+		}
+		clients.stop()
+		bare.stop()
+
+		gw := float64(rss1-rss0) / conns / 1024
+		bareKiB := float64(s1.rss-s0.rss) / conns / 1024
+		b.ReportMetric(gw, "gw-rss-KiB/conn")
+		b.ReportMetric(float64(m1-m0)/conns/1024, "gw-heap+stack-KiB/conn")
+		b.ReportMetric(bareKiB, "bare-rss-KiB/conn")
+		b.ReportMetric(float64(s1.heapStack-s0.heapStack)/conns/1024, "bare-heap+stack-KiB/conn")
+		b.ReportMetric(gw/bareKiB, "rss-ratio")
+	}
+}
+
+// heapStack is the heap and stack memory in use.
+func heapStack() int64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse + m.StackInuse)
+}
+
+// idleClients is a child process holding idle websocket connections.
+type idleClients struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+}
+
+// startIdleClients starts TestIdleClients in a child process and returns
+// once it has dialed n connections to base.
+func startIdleClients(b *testing.B, base string, n int) *idleClients {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleClients$")
+	cmd.Env = append(os.Environ(), "FRAMECAST_IDLE_URL="+base, "FRAMECAST_IDLE_CONNS="+strconv.Itoa(n))
+	stdin, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && !strings.Contains(sc.Text(), "ready") {
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	return &idleClients{cmd: cmd, stdin: stdin}
+}
+
+// stop closes the connections and waits for the child to exit.
+func (c *idleClients) stop() {
+	_ = c.stdin.Close()
+	_ = c.cmd.Wait()
+}
+
+// TestIdleClients is BenchmarkIdleMemory's client process; it is skipped
+// otherwise. It dials FRAMECAST_IDLE_CONNS connections, prints "ready",
+// and holds them until its standard input closes.
+func TestIdleClients(t *testing.T) {
+	url := os.Getenv("FRAMECAST_IDLE_URL")
+	if url == "" {
+		t.Skip("client process of BenchmarkIdleMemory")
+	}
+	n, _ := strconv.Atoi(os.Getenv("FRAMECAST_IDLE_CONNS"))
+	raiseNoFile(t)
+	cs := make([]*websocket.Conn, 0, n)
+	for range n {
+		c, _, err := websocket.Dial(context.Background(), wsURL(url, "/v1/ws?output_id=idle"), nil)
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		cs = append(cs, c)
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	for _, c := range cs {
+		_ = c.CloseNow()
+	}
+}
+
+// bareIdleServer is a child process running TestBareIdleServer.
+type bareIdleServer struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Scanner
+	url   string
+}
+
+// bareStat is what the bare server reports about itself.
+type bareStat struct {
+	conns     int
+	rss       int64
+	heapStack int64
+}
+
+func startBareIdleServer(b *testing.B) *bareIdleServer {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBareIdleServer$")
+	cmd.Env = append(os.Environ(), "FRAMECAST_BARE_IDLE=1")
+	stdin, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	s := &bareIdleServer{cmd: cmd, stdin: stdin, out: bufio.NewScanner(out)}
+	for s.out.Scan() {
+		if u, ok := strings.CutPrefix(s.out.Text(), "listen "); ok {
+			s.url = u
+			return s
+		}
+	}
+	b.Fatalf("bare server: no listen line: %v", s.out.Err())
+	return nil
+}
+
+// stat asks the server for its connection count and memory after a GC.
+func (s *bareIdleServer) stat() bareStat {
+	if _, err := io.WriteString(s.stdin, "stat\n"); err != nil {
+		panic(fmt.Sprintf("bare server: %v", err))
+	}
+	for s.out.Scan() {
+		var st bareStat
+		if _, err := fmt.Sscanf(s.out.Text(), "stat %d %d %d", &st.conns, &st.rss, &st.heapStack); err == nil {
+			return st
+		}
+	}
+	panic(fmt.Sprintf("bare server: no stat line: %v", s.out.Err()))
+}
+
+func (s *bareIdleServer) stop() {
+	_ = s.stdin.Close()
+	_ = s.cmd.Wait()
+}
+
+// TestBareIdleServer is BenchmarkIdleMemory's baseline server process; it
+// is skipped otherwise. It serves websockets on a loopback port it prints
+// as "listen URL", accepting every connection and holding it with a
+// blocked reader. For each "stat" line on its standard input it prints
+// "stat CONNS RSS HEAP+STACK" (bytes, after a GC); it exits when its
+// standard input closes.
+func TestBareIdleServer(t *testing.T) {
+	if os.Getenv("FRAMECAST_BARE_IDLE") == "" {
+		t.Skip("baseline server process of BenchmarkIdleMemory")
+	}
+	raiseNoFile(t)
+	var conns atomic.Int64
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+		if err != nil {
+			return
+		}
+		conns.Add(1)
+		go func() {
+			defer conns.Add(-1)
+			for {
+				if _, _, err := c.Read(context.Background()); err != nil {
+					_ = c.CloseNow()
+					return
+				}
+			}
+		}()
+	})}
+	go func() { _ = hs.Serve(l) }()
+	defer hs.Close()
+	fmt.Println("listen http://" + l.Addr().String())
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		if sc.Text() == "stat" {
+			runtime.GC()
+			fmt.Printf("stat %d %d %d\n", conns.Load(), vmRSS(t), heapStack())
+		}
+	}
+}
+
+// vmRSS is this process's resident set size in bytes.
+func vmRSS(tb testing.TB) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
