@@ -12,25 +12,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/framecast/framecast/shared/natsembed"
+	"github.com/framecast/framecast/shared/natsembed/natstest"
 	"github.com/framecast/framecast/shared/subject"
 )
 
 func TestEnsureRepublishes(t *testing.T) {
-	srv, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.Start(t)
+	nc := js.Conn()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cfg := Config{MaxAge: time.Minute, MaxBytes: 64 << 20, Memory: true}
@@ -122,20 +110,7 @@ func TestConfigRefusesBucket(t *testing.T) {
 }
 
 func TestEnsureObjects(t *testing.T) {
-	srv, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cfg := Config{MaxAge: time.Minute, Duplicates: 30 * time.Second, MaxBytes: 64 << 20, Memory: true}

@@ -9,10 +9,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/framecast/framecast/shared/frame"
-	"github.com/framecast/framecast/shared/natsembed"
+	"github.com/framecast/framecast/shared/natsembed/natstest"
 	"github.com/framecast/framecast/shared/stream"
 	"github.com/framecast/framecast/shared/subject"
 )
@@ -53,20 +52,8 @@ func (e *events) Missed() {
 // subscriber gets a frame before it was told it missed frames; otherwise
 // it would go live past frames it never got and catch up after them.
 func TestResetTellsBeforeDelivering(t *testing.T) {
-	ns, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("start nats: %v", err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.Start(t)
+	nc := js.Conn()
 	if _, err := stream.Ensure(context.Background(), js, stream.Config{Memory: true}); err != nil {
 		t.Fatal(err)
 	}

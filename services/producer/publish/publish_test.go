@@ -7,32 +7,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/framecast/framecast/shared/encode"
 	"github.com/framecast/framecast/shared/frame"
-	"github.com/framecast/framecast/shared/natsembed"
+	"github.com/framecast/framecast/shared/natsembed/natstest"
 	"github.com/framecast/framecast/shared/stream"
 	"github.com/framecast/framecast/shared/subject"
 )
 
 func setup(t *testing.T) (jetstream.JetStream, jetstream.Stream) {
 	t.Helper()
-	ns, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.Start(t)
 	st, err := stream.Ensure(context.Background(), js, stream.Config{})
 	if err != nil {
 		t.Fatal(err)
