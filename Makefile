@@ -41,10 +41,7 @@ test-go: ## go test -race over every module
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
-	@set -e; for spec in $$(grep -rhoE --include='*_test.go' '^func (Fuzz[A-Za-z0-9_]*)' -l $(MODULES) | xargs -n1 dirname | sort -u); do \
-	  for f in $$(grep -hoE '^func Fuzz[A-Za-z0-9_]*' $$spec/*_test.go | sed 's/func //'); do \
-	    echo "== $$spec $$f"; (cd $$spec && $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) .); \
-	  done; done
+	FUZZTIME=$(FUZZTIME) tools/fuzz.sh $(MODULES)
 
 .PHONY: bench
 bench: bench-encode bench-gateway ## run every benchmark (figures go in BENCHMARKS.md)
