@@ -371,6 +371,15 @@ func (s *session) start() error {
 // errStream marks failures to read the stream.
 var errStream = errors.New("stream unavailable")
 
+// Stream reads that fail (no stream leader during a NATS failover, a NATS
+// reconnect) are retried with backoff for up to streamRetry before the
+// client is cut off with 4008.
+const (
+	streamRetry     = 15 * time.Second
+	streamRetryWait = 100 * time.Millisecond
+	streamRetryMax  = 2 * time.Second
+)
+
 // catchUp writes every frame from sequence from on straight from the
 // stream, at the client's pace, then hands over to live.
 //
@@ -380,29 +389,61 @@ var errStream = errors.New("stream unavailable")
 // sequence when a read starts, and those the window passed while the read
 // was on its way to them (replay.Source.ReadWithGaps).
 func (s *session) catchUp(from uint64, initial bool) error {
+	var failing time.Time // when reads started failing; zero while they work
+	wait := streamRetryWait
 	for {
-		first, _, err := s.srv.source.Bounds(s.ctx)
-		if err != nil {
-			return fmt.Errorf("%w: %v", errStream, err)
+		last, err := s.readStream(from)
+		if last >= from {
+			from, failing, wait = last+1, time.Time{}, streamRetryWait
 		}
-		if first > 0 && from < first {
-			if err := s.gap(from, first-1); err != nil {
-				return err
+		if err == nil {
+			if s.handOver(last, initial) {
+				return nil
 			}
-			from = first
+			continue
 		}
-		last, err := s.srv.source.ReadWithGaps(s.ctx, s.req.filters, from, s.replayOne, s.gap)
-		if err != nil {
-			if errors.Is(err, errWrite) || errors.Is(err, errDraining) || errors.Is(err, errExpired) || s.ctx.Err() != nil {
-				return err
-			}
-			return fmt.Errorf("%w: %v", errStream, err)
+		if !errors.Is(err, errStream) {
+			return err
 		}
-		if s.handOver(last, initial) {
-			return nil
+		if failing.IsZero() {
+			failing = time.Now()
 		}
-		from = last + 1
+		if time.Since(failing) > streamRetry {
+			return err
+		}
+		s.log.Debug("stream read failed; retrying", "err", err, "from", from, "retry_in", wait)
+		select {
+		case <-s.ctx.Done():
+			return s.ctx.Err()
+		case <-s.srv.draining:
+			return errDraining
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, streamRetryMax)
 	}
+}
+
+// readStream writes the stream's frames from sequence from up to its tip
+// and returns the last sequence written (from-1 if none).
+func (s *session) readStream(from uint64) (uint64, error) {
+	first, _, err := s.srv.source.Bounds(s.ctx)
+	if err != nil {
+		return from - 1, fmt.Errorf("%w: %v", errStream, err)
+	}
+	if first > 0 && from < first {
+		if err := s.gap(from, first-1); err != nil {
+			return from - 1, err
+		}
+		from = first
+	}
+	last, err := s.srv.source.ReadWithGaps(s.ctx, s.req.filters, from, s.replayOne, s.gap)
+	if err != nil {
+		if errors.Is(err, errWrite) || errors.Is(err, errDraining) || errors.Is(err, errExpired) || s.ctx.Err() != nil {
+			return last, err
+		}
+		return last, fmt.Errorf("%w: %v", errStream, err)
+	}
+	return last, nil
 }
 
 // gap reports lost sequences from..to: a gap message on the native
