@@ -448,9 +448,10 @@ class PublishTest(EnvMixin, unittest.TestCase):
         self.assertGreater(min(seqs(third)), max(seqs(first)))
 
 
-class DropFirstResponseProxy:
-    """Forwards HTTP requests to a producer; for the first one it drops the
-    connection after the producer answered, as a network failure would."""
+class _Proxy:
+    """Forwards each HTTP request to a producer on upstream_port and hands
+    the producer's answer to answer(conn, resp, data), which replies (or
+    does not)."""
 
     def __init__(self, upstream_port):
         self.upstream_port = upstream_port
@@ -458,72 +459,6 @@ class DropFirstResponseProxy:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.dropped = []  # the answers the client never saw
-        self.requests = 0
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                self._handle(conn)
-
-    def _handle(self, conn):
-        f = conn.makefile("rb")
-        request_line = f.readline().decode()
-        headers = {}
-        while True:
-            line = f.readline().decode()
-            if line in ("\r\n", "\n", ""):
-                break
-            k, v = line.split(":", 1)
-            headers[k.strip()] = v.strip()
-        body = f.read(int(headers.get("Content-Length", "0")))
-        method, target, _ = request_line.split(" ", 2)
-        up = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=20)
-        up.request(method, target, body=body, headers=headers)
-        resp = up.getresponse()
-        data = resp.read()
-        up.close()
-        self.requests += 1
-        if self.requests == 1:
-            self.dropped.append(json.loads(data))
-            return
-        out = [f"HTTP/1.1 {resp.status} {resp.reason}\r\n"]
-        for k, v in resp.getheaders():
-            if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                out.append(f"{k}: {v}\r\n")
-        out.append(f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n")
-        conn.sendall("".join(out).encode() + data)
-
-    def close(self):
-        # shutdown wakes the accept() of the serving thread; close alone does not.
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(10)
-        if self.thread.is_alive():
-            raise RuntimeError("proxy thread did not end")
-
-
-class PartialAfterFirstProxy:
-    """Forwards HTTP requests to a producer. The first answer goes back as
-    it is; every later request is stored by the producer, but answered with
-    the 503 of a batch that stopped after its first frame."""
-
-    def __init__(self, upstream_port):
-        self.upstream_port = upstream_port
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.answers = []  # the producer's answers, in order
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -550,8 +485,58 @@ class PartialAfterFirstProxy:
         up = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=20)
         up.request(method, target, body=body, headers=headers)
         resp = up.getresponse()
-        answer = json.loads(resp.read())
+        data = resp.read()
         up.close()
+        self.answer(conn, resp, data)
+
+    def answer(self, conn, resp, data):
+        raise NotImplementedError
+
+    def close(self):
+        # shutdown wakes the accept() of the serving thread; close alone does not.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(10)
+        if self.thread.is_alive():
+            raise RuntimeError("proxy thread did not end")
+
+
+class DropFirstResponseProxy(_Proxy):
+    """Forwards HTTP requests to a producer; for the first one it drops the
+    connection after the producer answered, as a network failure would."""
+
+    def __init__(self, upstream_port):
+        self.dropped = []  # the answers the client never saw
+        self.requests = 0
+        super().__init__(upstream_port)
+
+    def answer(self, conn, resp, data):
+        self.requests += 1
+        if self.requests == 1:
+            self.dropped.append(json.loads(data))
+            return
+        out = [f"HTTP/1.1 {resp.status} {resp.reason}\r\n"]
+        for k, v in resp.getheaders():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                out.append(f"{k}: {v}\r\n")
+        out.append(f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n")
+        conn.sendall("".join(out).encode() + data)
+
+
+class PartialAfterFirstProxy(_Proxy):
+    """Forwards HTTP requests to a producer. The first answer goes back as
+    it is; every later request is stored by the producer, but answered with
+    the 503 of a batch that stopped after its first frame."""
+
+    def __init__(self, upstream_port):
+        self.answers = []  # the producer's answers, in order
+        super().__init__(upstream_port)
+
+    def answer(self, conn, resp, data):
+        answer = json.loads(data)
         self.answers.append(answer)
         status, extra = "200 OK", ""
         if len(self.answers) > 1:
@@ -564,16 +549,6 @@ class PartialAfterFirstProxy:
             f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}"
             f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data
         )
-
-    def close(self):
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(10)
-        if self.thread.is_alive():
-            raise RuntimeError("proxy thread did not end")
 
 
 class SplitBatchFailureTest(EnvMixin, unittest.TestCase):
