@@ -36,8 +36,8 @@ vet: ## go vet every module
 test: fmt-check vet test-go test-comfyui ## gofmt check, go vet, go test -race over every module, the ComfyUI node's tests
 
 .PHONY: test-go
-test-go: ## go test -race over every module
-	CGO_ENABLED=1 $(GO) test -race -timeout 25m work
+test-go: ## go test -race over every module, uncached (integration builds its binaries at run time, which the test cache cannot see)
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 25m work
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
