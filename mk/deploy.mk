@@ -43,7 +43,7 @@ images: image-bins ## build the scratch images framecast/{gateway,producer,nats,
 	done
 
 .PHONY: compose-up
-compose-up: ## start the compose stack (3 NATS, 2 gateways behind Caddy on :8080, producer on :8081)
+compose-up: ## start the compose stack (3 NATS; 2 gateways, viewer and producer API behind Caddy on :8080; producer also on :8081)
 	$(COMPOSE) up -d
 
 .PHONY: compose-down

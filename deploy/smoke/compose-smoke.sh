@@ -4,7 +4,9 @@
 #  1. installs Docker (docker.io) and docker-compose with apt when absent,
 #     and starts dockerd when none answers;
 #  2. builds the scratch images (make images) and the framecast CLI;
-#  3. brings the stack up under its own project name and ports;
+#  3. brings the stack up under its own project name and ports, and checks
+#     that Caddy's one origin serves the viewer, the browser client and the
+#     producer API (a ComfyUI-shaped float32 batch, received with tail);
 #  4. starts `framecast tail --since 0` through Caddy, publishes a batch
 #     through the producer and sees it arrive; each batch holds small
 #     frames and one larger than the producer's inline limit (1 MiB), which
@@ -182,6 +184,21 @@ done
 # Caddy's active health checks run every second: let both gateways enter
 # the pool.
 sleep 3
+
+# --- One origin: viewer, browser client and producer API through Caddy -----
+curl -fsS --max-time 5 "$LB/" | grep -qi '<html' || fail "no viewer at $LB/"
+curl -fsS --max-time 5 "$LB/framecast.js" | grep -q 'export' || fail "no browser client at $LB/framecast.js"
+COMFY_OID="smoke-comfy-$(date +%s)"
+# A ComfyUI-shaped IMAGE batch: float32 B,H,W,C = 2,8,8,3, values 0..1.
+python3 -c 'import struct, sys; n = 2*8*8*3; sys.stdout.buffer.write(struct.pack("<%df" % n, *[(i % 97) / 96 for i in range(n)]))' >"$WORK/comfy.f32"
+answer=$(curl -fsS --max-time 20 -X POST -H 'Content-Type: application/octet-stream' --data-binary @"$WORK/comfy.f32" \
+  "$LB/v1/outputs/$COMFY_OID/images?width=8&height=8&channels=3&dtype=float32&batch=2&file_type=webp") ||
+  fail "float32 batch through Caddy to the producer refused"
+[ "$(echo "$answer" | grep -o '"seq"' | wc -l)" -eq 2 ] || fail "float32 batch: got $answer; want 2 frames"
+timeout 60 "$FC" tail --gateway-url "$LB" --output-id "$COMFY_OID" --since 0 --count 2 >"$WORK/tail-comfy.out" 2>&1 ||
+  { cat "$WORK/tail-comfy.out"; fail "tail of the float32 batch through Caddy"; }
+[ "$(grep -c '^seq=.* size=8x8 ' "$WORK/tail-comfy.out")" -eq 2 ] || { cat "$WORK/tail-comfy.out"; fail "tail: want 2 frames of 8x8"; }
+log "viewer, browser client, and a float32 batch published and received through Caddy ($COMFY_OID)"
 
 # --- 4. First batch, live ---------------------------------------------------
 OID="smoke-$(date +%s)"
