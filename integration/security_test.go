@@ -27,7 +27,7 @@ import (
 	"github.com/framecast/framecast/shared/wire"
 )
 
-const jwtSecret = "integration-secret"
+const jwtSecret = "integration-secret-of-32-bytes-ok"
 
 // mint returns an HS256 token with the given claims signed with secret.
 func mint(t testing.TB, secret string, claims jwt.MapClaims) string {

@@ -13,7 +13,7 @@ import (
 	"github.com/framecast/framecast/shared/wire"
 )
 
-var testSecret = []byte("test-secret")
+var testSecret = []byte("gateway-test-secret-of-32-bytes!")
 
 func token(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
 	t.Helper()

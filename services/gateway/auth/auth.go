@@ -39,10 +39,15 @@ type Verifier struct {
 	parser *jwt.Parser
 }
 
-// NewVerifier returns a Verifier for secret, which must not be empty.
+// MinSecret is the shortest HS256 secret NewVerifier takes, in bytes: a
+// key of at least the hash's size (RFC 7518, section 3.2).
+const MinSecret = 32
+
+// NewVerifier returns a Verifier for secret, which must be at least
+// MinSecret bytes.
 func NewVerifier(secret []byte) (*Verifier, error) {
-	if len(secret) == 0 {
-		return nil, errors.New("jwt secret is empty")
+	if len(secret) < MinSecret {
+		return nil, fmt.Errorf("jwt secret is %d bytes; HS256 needs at least %d (RFC 7518, section 3.2): use 32 random bytes, e.g. openssl rand -base64 32", len(secret), MinSecret)
 	}
 	return &Verifier{
 		secret: secret,

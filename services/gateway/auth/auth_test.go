@@ -14,7 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-var secret = []byte("test-secret")
+var secret = []byte("test-secret-of-32-bytes-or-more!")
 
 func sign(t testing.TB, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
 	t.Helper()
@@ -188,4 +188,15 @@ func FuzzParseToken(f *testing.F) {
 			t.Fatalf("accepted %q with %d parts; want 3", token, len(parts))
 		}
 	})
+}
+
+func TestNewVerifierRefusesShortSecrets(t *testing.T) {
+	for _, n := range []int{0, 1, MinSecret - 1} {
+		if _, err := NewVerifier(make([]byte, n)); err == nil {
+			t.Errorf("NewVerifier with a %d-byte secret: got nil error; want a refusal", n)
+		}
+	}
+	if _, err := NewVerifier(make([]byte, MinSecret)); err != nil {
+		t.Errorf("NewVerifier with a %d-byte secret: got %v; want nil", MinSecret, err)
+	}
 }
