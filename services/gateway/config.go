@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/framecast/framecast/shared/natsurl"
 	"github.com/framecast/framecast/shared/stream"
 )
 
@@ -85,6 +86,9 @@ func (c Config) withDefaults() (Config, error) {
 	var err error
 	if c.Stream, err = c.Stream.WithDefaults(); err != nil {
 		return c, err
+	}
+	if err := natsurl.Validate(c.NATSURL); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	switch {
 	case len(c.JWTSecret) == 0 && !c.AllowAnonymous:

@@ -67,7 +67,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if len(cfg.JWTSecret) > 0 {
 		if s.verifier, err = auth.NewVerifier(cfg.JWTSecret); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 	}
 	if cfg.AllowAnonymous {

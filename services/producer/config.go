@@ -4,13 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/framecast/framecast/services/producer/publish"
+	"github.com/framecast/framecast/shared/natsurl"
 	"github.com/framecast/framecast/shared/stream"
 )
 
@@ -89,11 +88,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	for _, u := range strings.Split(c.NATSURL, ",") {
-		pu, err := url.Parse(strings.TrimSpace(u))
-		if err != nil || pu.Host == "" {
-			return c, fmt.Errorf("%w: NATS URL %q; want nats://host:port, comma-separated for a cluster", ErrInvalidConfig, u)
-		}
+	if err := natsurl.Validate(c.NATSURL); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	switch {
 	case c.MaxBodyBytes < 1:
