@@ -37,7 +37,7 @@ type apiError struct {
 	status    int
 	code      string
 	message   string
-	published []frameJSON
+	published []ResponseFrame
 	// retry asks for a Retry-After header (503).
 	retry bool
 }
@@ -48,19 +48,20 @@ func errorf(status int, code, format string, args ...any) *apiError {
 	return &apiError{status: status, code: code, message: fmt.Sprintf(format, args...)}
 }
 
-type errorBody struct {
+// ErrorResponse is every error answer of the API.
+type ErrorResponse struct {
 	Error struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 		// Published lists the frames that were stored when a batch failed
 		// part way; it is absent otherwise.
-		Published []frameJSON `json:"published,omitempty"`
+		Published []ResponseFrame `json:"published,omitempty"`
 	} `json:"error"`
 }
 
 func (s *Server) writeError(w http.ResponseWriter, e *apiError) {
 	s.metrics.errors.WithLabelValues(e.code).Inc()
-	var b errorBody
+	var b ErrorResponse
 	b.Error.Code, b.Error.Message, b.Error.Published = e.code, e.message, e.published
 	if e.retry {
 		w.Header().Set("Retry-After", strconv.Itoa(s.retryAfter))

@@ -26,8 +26,8 @@ const (
 	imagesSuffix  = "/images"
 )
 
-// frameJSON describes one published frame in a response.
-type frameJSON struct {
+// ResponseFrame describes one published frame in a Response.
+type ResponseFrame struct {
 	Seq         uint64 `json:"seq"`
 	BatchIndex  int    `json:"batch_index"`
 	ContentType string `json:"content_type"`
@@ -39,16 +39,17 @@ type frameJSON struct {
 	Duplicate bool `json:"duplicate,omitempty"`
 }
 
-type response struct {
-	OutputID string      `json:"output_id"`
-	ClientID string      `json:"client_id"`
-	Frames   []frameJSON `json:"frames"`
+// Response is the 200 answer of POST /v1/outputs/{output_id}/images.
+type Response struct {
+	OutputID string          `json:"output_id"`
+	ClientID string          `json:"client_id"`
+	Frames   []ResponseFrame `json:"frames"`
 }
 
-func framesJSON(acks []publish.Ack) []frameJSON {
-	out := make([]frameJSON, len(acks))
+func framesJSON(acks []publish.Ack) []ResponseFrame {
+	out := make([]ResponseFrame, len(acks))
 	for i, a := range acks {
-		out[i] = frameJSON{Seq: a.Seq, BatchIndex: a.BatchIndex, ContentType: a.Format.ContentType(),
+		out[i] = ResponseFrame{Seq: a.Seq, BatchIndex: a.BatchIndex, ContentType: a.Format.ContentType(),
 			Width: a.Width, Height: a.Height, Bytes: a.Bytes, Duplicate: a.Duplicate}
 	}
 	return out
@@ -181,7 +182,7 @@ func (s *Server) publishRequest(w http.ResponseWriter, r *http.Request, oid stri
 			s.metrics.bytes.Add(float64(a.Bytes))
 		}
 	}
-	writeJSON(w, http.StatusOK, response{OutputID: oid, ClientID: req.clientID, Frames: framesJSON(acks)})
+	writeJSON(w, http.StatusOK, Response{OutputID: oid, ClientID: req.clientID, Frames: framesJSON(acks)})
 	return nil
 }
 

@@ -134,8 +134,8 @@ func escapeAll(id string) string {
 type result struct {
 	status int
 	header http.Header
-	ok     response
-	err    errorBody
+	ok     Response
+	err    ErrorResponse
 	raw    string
 }
 

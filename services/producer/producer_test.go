@@ -364,7 +364,7 @@ func TestRoutes(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
-			var b errorBody
+			var b ErrorResponse
 			decodeJSON(t, resp, &b)
 			if resp.StatusCode != tt.status || b.Error.Code != tt.code {
 				t.Fatalf("got %d %q; want %d %q", resp.StatusCode, b.Error.Code, tt.status, tt.code)
@@ -476,7 +476,7 @@ func TestChunkedBodyOverLimit(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
-			var b errorBody
+			var b ErrorResponse
 			decodeJSON(t, resp, &b)
 			if resp.StatusCode != 413 || b.Error.Code != CodeBodyTooLarge || !strings.Contains(b.Error.Message, "1048576 bytes") {
 				t.Fatalf("got %d %s %q; want 413 %s naming the limit of 1048576 bytes", resp.StatusCode, b.Error.Code, b.Error.Message, CodeBodyTooLarge)

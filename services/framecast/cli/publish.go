@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/framecast/framecast/services/producer"
 	"github.com/framecast/framecast/shared/frame"
 	"github.com/framecast/framecast/shared/subject"
 )
@@ -127,31 +128,6 @@ func imageFiles(paths []string) ([]string, error) {
 	return files, nil
 }
 
-// publishResponse is the producer's 200 answer.
-type publishResponse struct {
-	OutputID string          `json:"output_id"`
-	ClientID string          `json:"client_id"`
-	Frames   []frameResponse `json:"frames"`
-}
-
-type frameResponse struct {
-	Seq         uint64 `json:"seq"`
-	BatchIndex  int    `json:"batch_index"`
-	ContentType string `json:"content_type"`
-	Width       int    `json:"width"`
-	Height      int    `json:"height"`
-	Bytes       int    `json:"bytes"`
-}
-
-// apiError is the producer's error answer.
-type apiError struct {
-	Error struct {
-		Code      string          `json:"code"`
-		Message   string          `json:"message"`
-		Published []frameResponse `json:"published"`
-	} `json:"error"`
-}
-
 func publish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c, err := parsePublish(args, stderr)
 	if err != nil {
@@ -195,7 +171,7 @@ func publish(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if resp.StatusCode != http.StatusOK {
 		return answerError(resp, b, files, stdout)
 	}
-	var pr publishResponse
+	var pr producer.Response
 	if err := json.Unmarshal(b, &pr); err != nil {
 		return fmt.Errorf("producer answered 200 with a body that is not the API's JSON: %v: %.200q", err, b)
 	}
@@ -206,7 +182,7 @@ func publish(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // answerError explains a non-200 answer, printing the frames that were
 // published before a batch failed part way.
 func answerError(resp *http.Response, b []byte, files []string, stdout io.Writer) error {
-	var e apiError
+	var e producer.ErrorResponse
 	if json.Unmarshal(b, &e) != nil || e.Error.Code == "" {
 		return fmt.Errorf("producer answered %s: %.200q", resp.Status, strings.TrimSpace(string(b)))
 	}
@@ -221,7 +197,7 @@ func answerError(resp *http.Response, b []byte, files []string, stdout io.Writer
 	return fmt.Errorf("%s", msg)
 }
 
-func printFrames(w io.Writer, frames []frameResponse, files []string) {
+func printFrames(w io.Writer, frames []producer.ResponseFrame, files []string) {
 	for _, f := range frames {
 		name := ""
 		if f.BatchIndex >= 0 && f.BatchIndex < len(files) {
