@@ -186,8 +186,10 @@ done
 sleep 3
 
 # --- One origin: viewer, browser client and producer API through Caddy -----
-curl -fsS --max-time 5 "$LB/" | grep -qi '<html' || fail "no viewer at $LB/"
-curl -fsS --max-time 5 "$LB/framecast.js" | grep -q 'export' || fail "no browser client at $LB/framecast.js"
+# Whole bodies first: grep -q stops reading at its match, and under
+# pipefail curl's "failed writing body" would fail the check.
+page=$(curl -fsS --max-time 5 "$LB/") && grep -qi '<html' <<<"$page" || fail "no viewer at $LB/"
+js=$(curl -fsS --max-time 5 "$LB/framecast.js") && grep -q 'export' <<<"$js" || fail "no browser client at $LB/framecast.js"
 COMFY_OID="smoke-comfy-$(date +%s)"
 # A ComfyUI-shaped IMAGE batch: float32 B,H,W,C = 2,8,8,3, values 0..1.
 python3 -c 'import struct, sys; n = 2*8*8*3; sys.stdout.buffer.write(struct.pack("<%df" % n, *[(i % 97) / 96 for i in range(n)]))' >"$WORK/comfy.f32"
