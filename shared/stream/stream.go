@@ -16,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"reflect"
 	"regexp"
 	"time"
 
@@ -129,7 +130,11 @@ func (c Config) StreamConfig() (jetstream.StreamConfig, error) {
 			Source:      subject.All,
 			Destination: subject.LiveAll,
 		},
-		AllowDirect: true,
+		// Reads go to the stream's leader, never to a replica that may
+		// not yet hold what the leader acknowledged (see EnsureObjects):
+		// the gateway asks the leader whether a replay read on a lagging
+		// replica has everything.
+		AllowDirect: false,
 	}, nil
 }
 
@@ -177,17 +182,60 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.St
 
 // EnsureObjects creates the large-frame bucket or updates it to c; it is
 // idempotent. Ensure calls it.
+//
+// The bucket's stream is kept with AllowDirect off, unlike the default of
+// the nats.go Object Store: with it on, every replica answers reads of an
+// object's metadata, and a replica that has not yet applied an object the
+// leader has acknowledged says it does not exist. A gateway whose server
+// holds such a replica gets the frame referring to the object (from the
+// OUTPUTS stream's leader) before its replica gets the object, and would
+// report a frame it could deliver as lost. With AllowDirect off, every
+// read goes to the bucket stream's leader, which has every acknowledged
+// object. An existing bucket is updated in place, never through the
+// library's create-or-update, which would turn AllowDirect back on for a
+// moment on every start.
 func EnsureObjects(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.ObjectStore, error) {
 	oc, err := c.ObjectStoreConfig()
 	if err != nil {
 		return nil, err
 	}
-	obs, err := js.CreateOrUpdateObjectStore(ctx, oc)
-	if err != nil {
+	fail := func(err error) (jetstream.ObjectStore, error) {
 		return nil, fmt.Errorf("ensure object store %s: %w", oc.Bucket, err)
+	}
+	st, err := js.Stream(ctx, BucketStream(oc.Bucket))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		// Another service may create it first: both end up updating the
+		// stream below.
+		if _, err := js.CreateObjectStore(ctx, oc); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return fail(err)
+		}
+		st, err = js.Stream(ctx, BucketStream(oc.Bucket))
+	}
+	if err != nil {
+		return fail(err)
+	}
+	have := st.CachedInfo().Config
+	want := have
+	want.Description = oc.Description
+	want.MaxAge = oc.TTL
+	want.MaxBytes = oc.MaxBytes
+	want.Storage = oc.Storage
+	want.Replicas = oc.Replicas
+	want.AllowDirect = false
+	if !reflect.DeepEqual(want, have) {
+		if _, err := js.UpdateStream(ctx, want); err != nil {
+			return fail(err)
+		}
+	}
+	obs, err := js.ObjectStore(ctx, oc.Bucket)
+	if err != nil {
+		return fail(err)
 	}
 	return obs, nil
 }
+
+// BucketStream is the name of the JetStream stream holding bucket.
+func BucketStream(bucket string) string { return "OBJ_" + bucket }
 
 // Flags registers the stream's settings on fs as --stream-name,
 // --stream-max-age, --stream-max-bytes, --stream-duplicates,

@@ -172,3 +172,39 @@ func TestFlags(t *testing.T) {
 		t.Fatal("--stream-max-age soon was accepted")
 	}
 }
+
+// The bucket's stream serves reads from its leader only (AllowDirect off),
+// also when the bucket was made by the nats.go Object Store with its
+// default, and every later Ensure keeps it so without a moment on.
+func TestEnsureObjectsTurnsDirectGetOff(t *testing.T) {
+	js := natstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg := Config{Memory: true}
+	oc, err := cfg.ObjectStoreConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateObjectStore(ctx, oc); err != nil {
+		t.Fatal(err)
+	}
+	allowDirect := func() bool {
+		t.Helper()
+		st, err := js.Stream(ctx, BucketStream(oc.Bucket))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.CachedInfo().Config.AllowDirect
+	}
+	if !allowDirect() {
+		t.Fatal("the library's bucket has AllowDirect off already; this test shows nothing")
+	}
+	for i := range 2 {
+		if _, err := Ensure(ctx, js, cfg); err != nil {
+			t.Fatalf("Ensure %d: %v", i, err)
+		}
+		if allowDirect() {
+			t.Errorf("after Ensure %d: AllowDirect on; want off", i)
+		}
+	}
+}
