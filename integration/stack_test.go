@@ -29,6 +29,11 @@ type stackOptions struct {
 	// gatewayProxy puts a proxy the test can cut between the gateways and
 	// the first NATS node.
 	gatewayProxy bool
+	// pinNodes connects the producer to the first NATS node only and
+	// gateway i to node i+1 only (modulo the nodes), so that the
+	// gateways read from other servers, and replicas, than the one the
+	// producer writes through.
+	pinNodes bool
 }
 
 // stack is a running topology: NATS, one producer and the gateways.
@@ -70,10 +75,17 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	if o.gatewayURL == "" {
 		o.gatewayURL = s.nats.URL()
 	}
+	if o.pinNodes {
+		o.producerURL = s.nats.Nodes[0].URL()
+	}
 	s.producer = env.StartProducer("producer", o.producerURL, append(streamFlags, o.producer...)...)
 	for i := range o.gateways {
+		url := o.gatewayURL
+		if o.pinNodes {
+			url = s.nats.Nodes[(i+1)%len(s.nats.Nodes)].URL()
+		}
 		flags := append([]string{"--allow-anonymous"}, streamFlags...)
-		s.gateways = append(s.gateways, env.StartGateway(fmt.Sprintf("gw%d", i), o.gatewayURL, append(flags, o.gateway...)...))
+		s.gateways = append(s.gateways, env.StartGateway(fmt.Sprintf("gw%d", i), url, append(flags, o.gateway...)...))
 	}
 	return s
 }

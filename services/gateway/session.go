@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -43,6 +44,9 @@ type item struct {
 	text  bool
 	data  []byte
 	frame *hub.Frame
+	// live is the live frame an item was made from, for the hand-over's
+	// checks; nil for what the session wrote itself.
+	live *hub.Frame
 }
 
 // size is what the item counts against the queue bound.
@@ -100,6 +104,10 @@ type session struct {
 	held      []item
 	heldBytes int
 	heldLost  bool // held frames were dropped: read the stream again
+	// gapTo is the highest sequence reported in a gap message (or, on
+	// ComfyDeploy, skipped as one): the stream holds nothing up to it
+	// for the session any more.
+	gapTo uint64
 }
 
 var _ hub.Subscriber = (*session)(nil)
@@ -172,7 +180,7 @@ func (s *session) cut() {
 // Deliver queues a live frame, or holds it during a replay. It never
 // blocks: a full queue switches the session to catch-up instead.
 func (s *session) Deliver(f *hub.Frame) {
-	it := item{seq: f.Seq, frame: f}
+	it := item{seq: f.Seq, frame: f, live: f}
 	if f.Meta.Object == "" {
 		var data []byte
 		if s.comfy() {
@@ -183,7 +191,7 @@ func (s *session) Deliver(f *hub.Frame) {
 		if data == nil {
 			return
 		}
-		it = item{seq: f.Seq, data: data}
+		it = item{seq: f.Seq, data: data, live: f}
 	}
 	size := it.size()
 	s.mu.Lock()
@@ -357,7 +365,7 @@ func (s *session) start() error {
 		}
 	}
 	if !replaying {
-		if s.handOver(since, false) {
+		if s.handOver(since, false, true) {
 			return nil
 		}
 		// Held frames were lost before the hand-over: read them from the
@@ -391,15 +399,21 @@ const (
 func (s *session) catchUp(from uint64, initial bool) error {
 	var failing time.Time // when reads started failing; zero while they work
 	wait := streamRetryWait
+	// A hand-over refused for a held frame's missed predecessor, at the
+	// sequence the read had reached: a read again that brings nothing new
+	// means the predecessor is not in the stream any more (deleted), and
+	// the next hand-over trusts the held frames.
+	refusedAt := uint64(math.MaxUint64)
 	for {
 		last, err := s.readStream(from)
 		if last >= from {
 			from, failing, wait = last+1, time.Time{}, streamRetryWait
 		}
 		if err == nil {
-			if s.handOver(last, initial) {
+			if s.handOver(last, initial, last != refusedAt) {
 				return nil
 			}
+			refusedAt = last
 			continue
 		}
 		if !errors.Is(err, errStream) {
@@ -450,6 +464,9 @@ func (s *session) readStream(from uint64) (uint64, error) {
 // endpoint; ComfyDeploy clients have no such message and skip them.
 func (s *session) gap(from, to uint64) error {
 	s.srv.metrics.gaps.Inc()
+	s.mu.Lock()
+	s.gapTo = max(s.gapTo, to)
+	s.mu.Unlock()
 	if s.comfy() {
 		return nil
 	}
@@ -502,11 +519,21 @@ func (s *session) replayOne(m jetstream.Msg) error {
 // handOver ends a replay that reached sequence last: it queues the held
 // live frames after last and goes live. It reports false when held frames
 // were lost, so the stream must be read again from last+1.
-func (s *session) handOver(last uint64, initial bool) bool {
+func (s *session) handOver(last uint64, initial, check bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var firstHeld uint64
+	if len(s.held) > 0 {
+		firstHeld = s.held[0].seq
+	}
+	s.log.Debug("replay reached the stream's tip", "last", last, "held", len(s.held), "first_held", firstHeld, "held_lost", s.heldLost)
 	if s.heldLost {
 		s.held, s.heldBytes, s.heldLost = nil, 0, false
+		return false
+	}
+	if f := s.heldAfterMissed(last); f != nil && check {
+		s.log.Debug("a held frame's predecessor was neither read nor held; reading the stream again",
+			"last", last, "seq", f.Seq, "subject", f.Subject, "previous", f.Prev)
 		return false
 	}
 	if initial && !s.comfy() {
@@ -528,6 +555,32 @@ func (s *session) handOver(last uint64, initial bool) bool {
 	s.behind = false
 	s.signal()
 	return true
+}
+
+// heldAfterMissed returns the first held frame whose predecessor on its
+// subject the session has neither read from the stream (up to last, or
+// reported in a gap) nor held, or nil. The predecessor was stored before
+// this gateway's interest in the subject reached the server that
+// republishes the stream (interest crosses a cluster asynchronously), and
+// after the replay's consumer saw the stream: only reading the stream
+// again delivers it. It needs s.mu.
+func (s *session) heldAfterMissed(last uint64) *hub.Frame {
+	covered := max(last, s.gapTo)
+	var seen map[string]bool
+	for _, it := range s.held {
+		f := it.live
+		if f == nil || it.seq <= last || seen[f.Subject] {
+			continue
+		}
+		if f.Prev > covered {
+			return f
+		}
+		if seen == nil {
+			seen = make(map[string]bool)
+		}
+		seen[f.Subject] = true
+	}
+	return nil
 }
 
 // loop starts the session on the writer's first run, then writes queued

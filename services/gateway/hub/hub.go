@@ -54,7 +54,10 @@ type Subscriber interface {
 type Frame struct {
 	Seq     uint64 // stream sequence
 	Subject string // the concrete live subject
-	Meta    frame.Meta
+	// Prev is the sequence of the frame before it on Subject
+	// (Nats-Last-Sequence), 0 if none.
+	Prev uint64
+	Meta frame.Meta
 
 	mu     sync.Mutex
 	image  []byte
@@ -228,8 +231,11 @@ func New(nc *nats.Conn, buffer int, log *slog.Logger, stats Stats) *Hub {
 }
 
 // Join adds s to each subject, subscribing to the subjects no one watched
-// yet. When Join returns nil, the server has registered every subscription:
-// any frame stored afterwards reaches s.
+// yet. When Join returns nil, the gateway's NATS server has registered
+// every subscription. In a cluster the interest reaches the server that
+// republishes the stream asynchronously, so frames stored just after Join
+// may still miss s; each frame's Prev shows it (the session's hand-over
+// checks it).
 func (h *Hub) Join(ctx context.Context, s Subscriber, subjects []string) error {
 	h.mu.Lock()
 	added := false
@@ -386,6 +392,7 @@ func (h *Hub) dispatch() {
 			continue
 		}
 		f := NewFrame(seq, m.Subject, meta, m.Data)
+		f.Prev = prev
 		for _, s := range members {
 			s.Deliver(f)
 		}

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,63 +27,12 @@ type Source struct {
 	Bucket string
 }
 
-// ErrObjectGone is wrapped when a frame's object, or the whole bucket, no
-// longer exists: it aged out of the window or was deleted.
-var ErrObjectGone = errors.New("object gone")
-
 func (s Source) bucket() string {
 	if s.Bucket != "" {
 		return s.Bucket
 	}
 	c, _ := stream.Config{Name: s.Stream}.WithDefaults()
 	return c.Bucket
-}
-
-// OpenObject starts reading the object name from the bucket. The reader
-// yields its bytes as they arrive, then io.EOF once they match the stored
-// digest (an error otherwise); size is the object's size. ctx bounds the
-// whole read; close the reader when done.
-func (s Source) OpenObject(ctx context.Context, name string) (r io.ReadCloser, size int64, err error) {
-	obs, err := s.JS.ObjectStore(ctx, s.bucket())
-	if err != nil {
-		return nil, 0, objectError(s.bucket(), name, err)
-	}
-	res, err := obs.Get(ctx, name)
-	if err != nil {
-		return nil, 0, objectError(s.bucket(), name, err)
-	}
-	info, err := res.Info()
-	if err != nil {
-		res.Close()
-		return nil, 0, objectError(s.bucket(), name, err)
-	}
-	return res, int64(info.Size), nil
-}
-
-// Object reads the whole object name from the bucket.
-func (s Source) Object(ctx context.Context, name string) ([]byte, error) {
-	r, size, err := s.OpenObject(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	b := make([]byte, size)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, fmt.Errorf("read object %s/%s: %w", s.bucket(), name, err)
-	}
-	// The digest is checked when the reader reaches its end.
-	var one [1]byte
-	if n, err := r.Read(one[:]); n != 0 || !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("read object %s/%s: more than its %d bytes, or %v", s.bucket(), name, size, err)
-	}
-	return b, nil
-}
-
-func objectError(bucket, name string, err error) error {
-	if errors.Is(err, jetstream.ErrObjectNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
-		return fmt.Errorf("%w: %s/%s: %v", ErrObjectGone, bucket, name, err)
-	}
-	return fmt.Errorf("object %s/%s: %w", bucket, name, err)
 }
 
 // Bounds returns the stream's first and last sequences. An empty stream
@@ -126,6 +74,10 @@ func (s Source) read(ctx context.Context, filters []string, start uint64, header
 		start = 1
 	}
 	last := start - 1
+	lag, err := s.lagCheck(ctx, filters)
+	if err != nil {
+		return last, err
+	}
 	// A plain AckNone consumer read with no-wait pulls: each pull returns
 	// what is stored now, so reaching the tip never waits on a heartbeat.
 	cons, err := s.JS.CreateConsumer(ctx, s.Stream, jetstream.ConsumerConfig{
@@ -145,11 +97,21 @@ func (s Source) read(ctx context.Context, filters []string, start uint64, header
 		_ = s.JS.DeleteConsumer(dctx, s.Stream, cons.CachedInfo().Name)
 		cancel()
 	}()
-	if cons.CachedInfo().NumPending == 0 {
-		// The window may have passed start since the caller looked.
-		return last, s.tailGap(ctx, start, gap)
-	}
 	next := start // the sequence after the last one read
+	// done ends the read when nothing more is pending on the consumer's
+	// replica, unless the leader holds a message it has not yet applied.
+	done := func() (bool, error) {
+		if behind, err := lag.behind(ctx, next); behind || err != nil {
+			return false, err
+		}
+		// The window may have passed next since the read began.
+		return true, s.tailGap(ctx, next, gap)
+	}
+	if cons.CachedInfo().NumPending == 0 {
+		if ok, err := done(); ok || err != nil {
+			return last, err
+		}
+	}
 	msgs := make([]jetstream.Msg, 0, Prefetch)
 	for {
 		batch, err := cons.FetchNoWait(Prefetch)
@@ -169,7 +131,7 @@ func (s Source) read(ctx context.Context, filters []string, start uint64, header
 				return last, err
 			}
 		}
-		done := false
+		end := false
 		var ferr error
 		for _, m := range msgs {
 			md, err := m.Metadata()
@@ -189,15 +151,21 @@ func (s Source) read(ctx context.Context, filters []string, start uint64, header
 				break
 			}
 			last = md.Sequence.Stream
-			if done = md.NumPending == 0; done {
-				break
+			// The batch is read to its end: messages stored while it was
+			// being delivered may follow one that had nothing pending,
+			// and the consumer counts them as delivered.
+			end = md.NumPending == 0
+		}
+		if ferr != nil {
+			return last, ferr
+		}
+		if end {
+			if behind, err := lag.behind(ctx, next); err != nil || !behind {
+				return last, err
 			}
+			continue
 		}
 		switch {
-		case ferr != nil:
-			return last, ferr
-		case done:
-			return last, nil
 		case batch.Error() != nil && !errors.Is(batch.Error(), jetstream.ErrNoMessages):
 			return last, fmt.Errorf("replay on %s after seq %d: %w", s.Stream, last, batch.Error())
 		case n == 0:
@@ -209,7 +177,9 @@ func (s Source) read(ctx context.Context, filters []string, start uint64, header
 				return last, fmt.Errorf("replay on %s after seq %d: %w", s.Stream, last, err)
 			}
 			if info.NumPending == 0 {
-				return last, s.tailGap(ctx, next, gap)
+				if ok, err := done(); ok || err != nil {
+					return last, err
+				}
 			}
 			select {
 			case <-ctx.Done():
@@ -235,6 +205,68 @@ func (s Source) tailGap(ctx context.Context, next uint64, gap func(from, to uint
 		return gap(next, first-1)
 	}
 	return nil
+}
+
+// MaxLag bounds how long a read waits for its consumer's replica to apply
+// what the stream's leader has stored; the read then fails, and a new
+// read (a new consumer, perhaps on another replica) may be tried.
+const MaxLag = 10 * time.Second
+
+// lag watches a read's consumer for a replica that lags the leader.
+//
+// JetStream places a read's consumer (R1) on any replica of a replicated
+// stream, and the consumer sees only what its replica has applied: one
+// that lags reports nothing pending while the leader already holds newer
+// messages, which a read that stopped there would never deliver (the
+// client's live frames start after them). So a read of a replicated
+// stream ends only when the leader, asked for the next message of each
+// filter, holds none up to the stream's last sequence when the read
+// began (tip); later messages reach the caller live.
+type lag struct {
+	st      jetstream.Stream // nil: one replica, nothing to check
+	filters []string
+	tip     uint64
+	at      uint64    // the next sequence the consumer was behind at
+	since   time.Time // when it was first seen behind there
+}
+
+func (s Source) lagCheck(ctx context.Context, filters []string) (*lag, error) {
+	st, err := s.JS.Stream(ctx, s.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", s.Stream, err)
+	}
+	info := st.CachedInfo()
+	if info.Config.Replicas <= 1 {
+		return &lag{}, nil
+	}
+	return &lag{st: st, filters: filters, tip: info.State.LastSeq}, nil
+}
+
+// behind reports whether the leader holds a message of the filters with a
+// sequence in next..tip. It fails once the consumer has been behind for
+// MaxLag.
+func (l *lag) behind(ctx context.Context, next uint64) (bool, error) {
+	if l.st == nil || next > l.tip {
+		return false, nil
+	}
+	for _, f := range l.filters {
+		m, err := l.st.GetMsg(ctx, next, jetstream.WithGetMsgSubject(f))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("next message of %s from seq %d: %w", f, next, err)
+		}
+		if m.Sequence <= l.tip {
+			if l.at != next {
+				l.at, l.since = next, time.Now()
+			} else if time.Since(l.since) > MaxLag {
+				return false, fmt.Errorf("the consumer's replica has not applied seq %d, which the leader stored, in %v", m.Sequence, MaxLag)
+			}
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // jumps reports whether the sequences of msgs, read after next-1, skip
