@@ -1,14 +1,10 @@
 package gateway
 
-import (
-	"testing"
-
-	"github.com/framecast/framecast/services/gateway/hub"
-)
+import "testing"
 
 func TestHeldAfterMissed(t *testing.T) {
 	fr := func(seq uint64, subject string, prev uint64) item {
-		return item{seq: seq, live: &hub.Frame{Seq: seq, Subject: subject, Prev: prev}}
+		return item{seq: seq, subject: subject, prev: prev}
 	}
 	tests := []struct {
 		name  string
@@ -34,8 +30,8 @@ func TestHeldAfterMissed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := &session{held: tt.held, gapTo: tt.gapTo}
 			var got uint64
-			if f := s.heldAfterMissed(tt.last); f != nil {
-				got = f.Seq
+			if it, missed := s.heldAfterMissed(tt.last); missed {
+				got = it.seq
 			}
 			if got != tt.want {
 				t.Errorf("heldAfterMissed(%d) = frame %d; want %d (0: none)", tt.last, got, tt.want)

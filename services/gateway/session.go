@@ -44,9 +44,10 @@ type item struct {
 	text  bool
 	data  []byte
 	frame *hub.Frame
-	// live is the live frame an item was made from, for the hand-over's
-	// checks; nil for what the session wrote itself.
-	live *hub.Frame
+	// subject and prev are a live frame's Subject and Prev, for the
+	// hand-over's check; "" for what the session wrote itself.
+	subject string
+	prev    uint64
 }
 
 // size is what the item counts against the queue bound.
@@ -180,7 +181,7 @@ func (s *session) cut() {
 // Deliver queues a live frame, or holds it during a replay. It never
 // blocks: a full queue switches the session to catch-up instead.
 func (s *session) Deliver(f *hub.Frame) {
-	it := item{seq: f.Seq, frame: f, live: f}
+	it := item{seq: f.Seq, frame: f, subject: f.Subject, prev: f.Prev}
 	if f.Meta.Object == "" {
 		var data []byte
 		if s.comfy() {
@@ -191,7 +192,7 @@ func (s *session) Deliver(f *hub.Frame) {
 		if data == nil {
 			return
 		}
-		it = item{seq: f.Seq, data: data, live: f}
+		it = item{seq: f.Seq, data: data, subject: f.Subject, prev: f.Prev}
 	}
 	size := it.size()
 	s.mu.Lock()
@@ -531,9 +532,9 @@ func (s *session) handOver(last uint64, initial, check bool) bool {
 		s.held, s.heldBytes, s.heldLost = nil, 0, false
 		return false
 	}
-	if f := s.heldAfterMissed(last); f != nil && check {
+	if it, missed := s.heldAfterMissed(last); missed && check {
 		s.log.Debug("a held frame's predecessor was neither read nor held; reading the stream again",
-			"last", last, "seq", f.Seq, "subject", f.Subject, "previous", f.Prev)
+			"last", last, "seq", it.seq, "subject", it.subject, "previous", it.prev)
 		return false
 	}
 	if initial && !s.comfy() {
@@ -559,28 +560,27 @@ func (s *session) handOver(last uint64, initial, check bool) bool {
 
 // heldAfterMissed returns the first held frame whose predecessor on its
 // subject the session has neither read from the stream (up to last, or
-// reported in a gap) nor held, or nil. The predecessor was stored before
+// reported in a gap) nor held, if there is one. The predecessor was stored before
 // this gateway's interest in the subject reached the server that
 // republishes the stream (interest crosses a cluster asynchronously), and
 // after the replay's consumer saw the stream: only reading the stream
 // again delivers it. It needs s.mu.
-func (s *session) heldAfterMissed(last uint64) *hub.Frame {
+func (s *session) heldAfterMissed(last uint64) (item, bool) {
 	covered := max(last, s.gapTo)
 	var seen map[string]bool
 	for _, it := range s.held {
-		f := it.live
-		if f == nil || it.seq <= last || seen[f.Subject] {
+		if it.subject == "" || it.seq <= last || seen[it.subject] {
 			continue
 		}
-		if f.Prev > covered {
-			return f
+		if it.prev > covered {
+			return it, true
 		}
 		if seen == nil {
 			seen = make(map[string]bool)
 		}
-		seen[f.Subject] = true
+		seen[it.subject] = true
 	}
-	return nil
+	return item{}, false
 }
 
 // loop starts the session on the writer's first run, then writes queued

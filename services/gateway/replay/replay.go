@@ -49,9 +49,11 @@ func (s Source) Bounds(ctx context.Context) (first, last uint64, err error) {
 // Read calls fn for every message of filters with a sequence of at least
 // start, in order, until it has delivered the last such message stored
 // when that message was delivered (the tip), or until no message is
-// pending any more (the rest left the stream). It returns the sequence of
-// the last message delivered, or start-1 when there was none. An error
-// from fn stops Read and is returned.
+// pending any more (the rest left the stream). On a replicated stream it
+// also delivers every such message the leader held when the read began,
+// however far its consumer's replica lags (see lag). It returns the
+// sequence of the last message delivered, or start-1 when there was none.
+// An error from fn stops Read and is returned.
 func (s Source) Read(ctx context.Context, filters []string, start uint64, fn func(jetstream.Msg) error) (uint64, error) {
 	last, err := s.read(ctx, filters, start, false, fn, nil)
 	return last, err
