@@ -198,6 +198,12 @@ func (s *Server) unavailable() *apiError {
 func (s *Server) publishError(err error, key string) *apiError {
 	var pe *publish.PartialError
 	switch {
+	case errors.As(err, &pe) && errors.Is(pe.Err, publish.ErrFrameTooLarge):
+		// The broker refused one frame's size (its max_payload is below
+		// what the producer was told): a retry fails the same way.
+		e := errorf(http.StatusRequestEntityTooLarge, CodeFrameTooLarge, "%v; the frames listed in published were stored; send the rest smaller, at a lower quality, or as another file_type", err)
+		e.published = framesJSON(pe.Published)
+		return e
 	case errors.As(err, &pe):
 		e := errorf(http.StatusServiceUnavailable, CodeBrokerUnavailable, "%v", err)
 		if key != "" {
