@@ -53,3 +53,17 @@ compose-down: ## stop the compose stack and remove its volumes
 .PHONY: compose-smoke
 compose-smoke: ## end-to-end smoke of the compose stack (installs and starts Docker if needed)
 	bash deploy/smoke/compose-smoke.sh
+
+# Compose v2 is a Go module too; its go.mod has exclude directives, so it
+# is built from a copy of the module's source, not with go install.
+COMPOSE_V2_VERSION ?= v2.40.3
+COMPOSE_PLUGIN_DIR ?= $(HOME)/.docker/cli-plugins
+
+.PHONY: compose-v2-plugin
+compose-v2-plugin: ## build compose $(COMPOSE_V2_VERSION) from its Go module into $(COMPOSE_PLUGIN_DIR) ('docker compose'; the smoke test then uses it)
+	@set -e; src=$$(GOWORK=off GOFLAGS= $(GO) mod download -json github.com/docker/compose/v2@$(COMPOSE_V2_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cp -r "$$src/." "$$tmp"; chmod -R u+w "$$tmp"; mkdir -p $(COMPOSE_PLUGIN_DIR); \
+	cd "$$tmp" && GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0 $(GO) build -trimpath \
+	  -ldflags='-s -w -X github.com/docker/compose/v2/internal.Version=$(COMPOSE_V2_VERSION)' -o $(COMPOSE_PLUGIN_DIR)/docker-compose ./cmd; \
+	echo "installed $(COMPOSE_PLUGIN_DIR)/docker-compose: $$(docker compose version --short)"; \
+	echo "remove it to go back to docker-compose 1.29"

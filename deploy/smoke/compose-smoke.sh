@@ -100,11 +100,15 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# Compose v2 (the docker CLI plugin) when installed, else Debian's
+# docker-compose 1.29; the stack works with both.
 if docker compose version >/dev/null 2>&1; then
-  COMPOSE=(docker compose -p "$PROJECT")
+  COMPOSE_CMD=(docker compose)
 else
-  COMPOSE=(docker-compose -p "$PROJECT")
+  COMPOSE_CMD=(docker-compose)
 fi
+log "using ${COMPOSE_CMD[*]} $("${COMPOSE_CMD[@]}" version --short 2>/dev/null)"
+COMPOSE=("${COMPOSE_CMD[@]}" -p "$PROJECT")
 
 start_dockerd() {
   log "starting dockerd $* (log: /var/log/framecast-dockerd.log)"
