@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/framecast/framecast/services/gateway"
+	"github.com/framecast/framecast/shared/envcheck"
 )
 
 func main() {
@@ -60,6 +61,9 @@ func run(args []string) error {
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Logger = log
+	for _, v := range envcheck.Unknown(fs, "FRAMECAST", os.Environ()) {
+		log.Warn("environment variable ignored: no gateway setting has this name", v.Attrs()...)
+	}
 	cfg.Registry = prometheus.NewRegistry()
 	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	switch {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/framecast/framecast/services/producer"
 	"github.com/framecast/framecast/services/producer/publish"
+	"github.com/framecast/framecast/shared/envcheck"
 	"github.com/framecast/framecast/shared/natsembed"
 )
 
@@ -74,6 +75,9 @@ func run(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	cfg.Logger, cfg.Tokens = log, toks
+	for _, v := range envcheck.Unknown(fs, "FRAMECAST", os.Environ()) {
+		log.Warn("environment variable ignored: no producer setting has this name", v.Attrs()...)
+	}
 	cfg.Registry = prometheus.NewRegistry()
 	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if len(toks) == 0 {

@@ -1,0 +1,215 @@
+package integration_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/framecast/framecast/integration/topo"
+	"github.com/framecast/framecast/shared/envcheck"
+)
+
+// TestDeployedSettingsExist checks every FRAMECAST_* variable that
+// docker-compose.yml and the Kubernetes manifests give a gateway or a
+// producer against the flags of the binary itself (its -h listing): a
+// service ignores a variable that names no flag, so a misspelled one in
+// a manifest would silently leave a default (a warning in its log is all).
+// Variables given to the ComfyUI container are checked against those the
+// node reads (comfyui/publish.py).
+func TestDeployedSettingsExist(t *testing.T) {
+	root, err := topo.WorkspaceRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]map[string]bool{
+		"framecast/gateway":  flagVars(t, bins.Gateway),
+		"framecast/producer": flagVars(t, bins.Producer),
+		"comfyui":            nodeVars(t, filepath.Join(root, "comfyui", "publish.py")),
+	}
+	var found []string
+	check := func(where, image string, vars []string) {
+		kind := imageKind(image)
+		if kind == "" {
+			return
+		}
+		found = append(found, where)
+		for _, v := range vars {
+			if strings.HasPrefix(v, "FRAMECAST_") && !known[kind][v] {
+				t.Errorf("%s (%s) sets %s, which is no setting of %s", where, image, v, kind)
+			}
+		}
+	}
+	for _, c := range composeContainers(t, filepath.Join(root, "docker-compose.yml")) {
+		check("docker-compose.yml service "+c.name, c.image, c.env)
+	}
+	manifests, err := filepath.Glob(filepath.Join(root, "deploy", "k8s", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range manifests {
+		for _, c := range k8sContainers(t, m) {
+			check(filepath.Base(m)+" container "+c.name, c.image, c.env)
+		}
+	}
+	sort.Strings(found)
+	want := []string{
+		"comfyui-producer.yaml container comfyui",
+		"comfyui-producer.yaml container framecast-producer",
+		"docker-compose.yml service gateway-1",
+		"docker-compose.yml service gateway-2",
+		"docker-compose.yml service producer",
+		"gateway.yaml container gateway",
+	}
+	if strings.Join(found, "\n") != strings.Join(want, "\n") {
+		t.Errorf("containers checked:\n%s\nwant:\n%s", strings.Join(found, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// imageKind names the program an image runs, or "" for one not checked.
+func imageKind(image string) string {
+	name, _, _ := strings.Cut(image, ":")
+	switch {
+	case name == "framecast/gateway", name == "framecast/producer":
+		return name
+	case strings.HasPrefix(name, "comfyui"):
+		return "comfyui"
+	}
+	return ""
+}
+
+// flagVars runs bin -h and returns the variables its flags are read from.
+func flagVars(t *testing.T, bin string) map[string]bool {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "-h")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	var exit *exec.ExitError
+	if err := cmd.Run(); err != nil && !errors.As(err, &exit) {
+		t.Fatalf("%s -h: %v", bin, err)
+	}
+	vars := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`).FindAllStringSubmatch(out.String(), -1) {
+		vars[envcheck.EnvName("FRAMECAST", m[1])] = true
+	}
+	if len(vars) < 5 || !vars["FRAMECAST_NATS_URL"] {
+		t.Fatalf("%s -h listed %d flags (%v); want its flags, nats-url among them:\n%s", bin, len(vars), vars, out.String())
+	}
+	return vars
+}
+
+// nodeVars returns the FRAMECAST_* variables named in the ComfyUI node's
+// module docstring list ("- ``FRAMECAST_X``: ...").
+func nodeVars(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^- ``(FRAMECAST_[A-Z0-9_]+)``").FindAllSubmatch(b, -1) {
+		vars[string(m[1])] = true
+	}
+	if !vars["FRAMECAST_PRODUCER_URL"] {
+		t.Fatalf("%s: found %v; want the node's variables, FRAMECAST_PRODUCER_URL among them", path, vars)
+	}
+	return vars
+}
+
+type container struct {
+	name, image string
+	env         []string
+}
+
+// composeContainers returns the services of a compose file with their
+// environment's names (YAML merge keys resolved).
+func composeContainers(t *testing.T, path string) []container {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Services map[string]struct {
+			Image       string `yaml:"image"`
+			Environment any    `yaml:"environment"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	var cs []container
+	for name, s := range f.Services {
+		c := container{name: name, image: s.Image}
+		switch env := s.Environment.(type) {
+		case map[string]any:
+			for k := range env {
+				c.env = append(c.env, k)
+			}
+		case []any:
+			for _, kv := range env {
+				k, _, _ := strings.Cut(kv.(string), "=")
+				c.env = append(c.env, k)
+			}
+		case nil:
+		default:
+			t.Fatalf("%s: service %s: environment of type %T", path, name, env)
+		}
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// k8sContainers returns the containers and init containers of the pod
+// templates in a multi-document manifest, with their env names.
+func k8sContainers(t *testing.T, path string) []container {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type ctr struct {
+		Name  string `yaml:"name"`
+		Image string `yaml:"image"`
+		Env   []struct {
+			Name string `yaml:"name"`
+		} `yaml:"env"`
+	}
+	var cs []container
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	for {
+		var doc struct {
+			Kind string `yaml:"kind"`
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Containers     []ctr `yaml:"containers"`
+						InitContainers []ctr `yaml:"initContainers"`
+					} `yaml:"spec"`
+				} `yaml:"template"`
+			} `yaml:"spec"`
+		}
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		pod := doc.Spec.Template.Spec
+		for _, c := range append(pod.InitContainers, pod.Containers...) {
+			var env []string
+			for _, e := range c.Env {
+				env = append(env, e.Name)
+			}
+			cs = append(cs, container{name: c.Name, image: c.Image, env: env})
+		}
+	}
+	return cs
+}
