@@ -106,8 +106,9 @@ func flagVars(t *testing.T, bin string) map[string]bool {
 	return vars
 }
 
-// nodeVars returns the FRAMECAST_* variables named in the ComfyUI node's
-// module docstring list ("- ``FRAMECAST_X``: ...").
+// nodeVars returns the FRAMECAST_* variables listed in the ComfyUI node's
+// module docstring, one a line, each line starting with "- " and the name
+// in reStructuredText literal quotes.
 func nodeVars(t *testing.T, path string) map[string]bool {
 	t.Helper()
 	b, err := os.ReadFile(path)
