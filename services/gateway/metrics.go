@@ -10,6 +10,7 @@ type metrics struct {
 	overflows     prometheus.Counter
 	replays       prometheus.Counter
 	gaps          prometheus.Counter
+	replicaWaits  prometheus.Counter
 	slowCloses    prometheus.Counter
 	pings         prometheus.Counter
 	authFailures  *prometheus.CounterVec
@@ -38,6 +39,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		gaps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "framecast_gateway_gaps_total", Help: "Gaps: frames past the stream window, or lost in transit and caught up.",
 		}),
+		replicaWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "framecast_gateway_replay_replica_waits_total",
+			Help: "Stream reads whose consumer's replica lagged the stream leader, so the read waited for it.",
+		}),
 		slowCloses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "framecast_gateway_slow_client_closes_total", Help: "Connections closed with 4008.",
 		}),
@@ -49,6 +54,6 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.connections, m.subscriptions, m.frames, m.bytes, m.overflows,
-		m.replays, m.gaps, m.slowCloses, m.pings, m.authFailures)
+		m.replays, m.gaps, m.replicaWaits, m.slowCloses, m.pings, m.authFailures)
 	return m
 }

@@ -102,7 +102,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	s.source = replay.Source{JS: s.js, Stream: cfg.Stream.Name, Bucket: cfg.Stream.Bucket}
+	s.source = replay.Source{JS: s.js, Stream: cfg.Stream.Name, Bucket: cfg.Stream.Bucket,
+		ReplicaLag: func() { s.metrics.replicaWaits.Inc() }}
 	s.mu.Lock()
 	s.hub = hub.New(s.nc, 0, s.log, hub.Stats{
 		Subscriptions: func(n int) { s.metrics.subscriptions.Set(float64(n)) },

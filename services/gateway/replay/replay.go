@@ -25,6 +25,9 @@ type Source struct {
 	// Bucket is the large-frame Object Store bucket; "" means the default
 	// for Stream (stream.Config.Bucket).
 	Bucket string
+	// ReplicaLag, if set, is called each time a read finds its consumer's
+	// replica behind the stream's leader and waits for it (see lag).
+	ReplicaLag func()
 }
 
 func (s Source) bucket() string {
@@ -230,6 +233,7 @@ type lag struct {
 	tip     uint64
 	at      uint64    // the next sequence the consumer was behind at
 	since   time.Time // when it was first seen behind there
+	onLag   func()    // Source.ReplicaLag
 }
 
 func (s Source) lagCheck(ctx context.Context, filters []string) (*lag, error) {
@@ -241,7 +245,7 @@ func (s Source) lagCheck(ctx context.Context, filters []string) (*lag, error) {
 	if info.Config.Replicas <= 1 {
 		return &lag{}, nil
 	}
-	return &lag{st: st, filters: filters, tip: info.State.LastSeq}, nil
+	return &lag{st: st, filters: filters, tip: info.State.LastSeq, onLag: s.ReplicaLag}, nil
 }
 
 // behind reports whether the leader holds a message of the filters with a
@@ -262,6 +266,9 @@ func (l *lag) behind(ctx context.Context, next uint64) (bool, error) {
 		if m.Sequence <= l.tip {
 			if l.at != next {
 				l.at, l.since = next, time.Now()
+				if l.onLag != nil {
+					l.onLag()
+				}
 			} else if time.Since(l.since) > MaxLag {
 				return false, fmt.Errorf("the consumer's replica has not applied seq %d, which the leader stored, in %v", m.Sequence, MaxLag)
 			}
