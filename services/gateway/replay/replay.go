@@ -74,15 +74,41 @@ func (s Source) ReadWithGaps(ctx context.Context, filters []string, start uint64
 	return s.read(ctx, filters, start, false, fn, gap)
 }
 
+// errLostDelivery stops one consumer's read when it delivered messages the
+// read never received.
+var errLostDelivery = errors.New("consumer delivered messages that never arrived")
+
 func (s Source) read(ctx context.Context, filters []string, start uint64, headersOnly bool, fn func(jetstream.Msg) error, gap func(from, to uint64) error) (uint64, error) {
 	if start == 0 {
 		start = 1
 	}
-	last := start - 1
 	lag, err := s.lagCheck(ctx, filters)
 	if err != nil {
-		return last, err
+		return start - 1, err
 	}
+	last := start - 1
+	for {
+		l, next, err := s.readFrom(ctx, filters, start, headersOnly, fn, gap, lag)
+		last = max(last, l)
+		if !errors.Is(err, errLostDelivery) {
+			return last, err
+		}
+		start = next
+	}
+}
+
+// readFrom is read with one consumer from start. With errLostDelivery it
+// returns the sequence to read again from (next).
+//
+// The consumer acknowledges nothing (AckNone), so a message it delivered
+// counts as read whether or not it arrived: one sent for a pull that had
+// already ended on this side (a no-wait pull answered late by a busy
+// replica) is lost to the read. Each message carries the consumer's
+// delivery sequence, and a jump in it (or a consumer that has delivered
+// more than arrived) shows such a loss; the read then starts a new
+// consumer at the first message it did not get.
+func (s Source) readFrom(ctx context.Context, filters []string, start uint64, headersOnly bool, fn func(jetstream.Msg) error, gap func(from, to uint64) error, lag *lag) (last, next uint64, err error) {
+	last = start - 1
 	// A plain AckNone consumer read with no-wait pulls: each pull returns
 	// what is stored now, so reaching the tip never waits on a heartbeat.
 	cons, err := s.JS.CreateConsumer(ctx, s.Stream, jetstream.ConsumerConfig{
@@ -95,14 +121,15 @@ func (s Source) read(ctx context.Context, filters []string, start uint64, header
 		InactiveThreshold: time.Minute,
 	})
 	if err != nil {
-		return last, fmt.Errorf("replay consumer on %s: %w", s.Stream, err)
+		return last, start, fmt.Errorf("replay consumer on %s: %w", s.Stream, err)
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		_ = s.JS.DeleteConsumer(dctx, s.Stream, cons.CachedInfo().Name)
 		cancel()
 	}()
-	next := start // the sequence after the last one read
+	next = start         // the sequence after the last one read
+	var delivered uint64 // the consumer's delivery sequence of the last message received
 	// done ends the read when nothing more is pending on the consumer's
 	// replica, unless the leader holds a message it has not yet applied.
 	done := func() (bool, error) {
@@ -114,14 +141,14 @@ func (s Source) read(ctx context.Context, filters []string, start uint64, header
 	}
 	if cons.CachedInfo().NumPending == 0 {
 		if ok, err := done(); ok || err != nil {
-			return last, err
+			return last, next, err
 		}
 	}
 	msgs := make([]jetstream.Msg, 0, Prefetch)
 	for {
 		batch, err := cons.FetchNoWait(Prefetch)
 		if err != nil {
-			return last, fmt.Errorf("replay on %s after seq %d: %w", s.Stream, last, err)
+			return last, next, fmt.Errorf("replay on %s after seq %d: %w", s.Stream, last, err)
 		}
 		msgs = msgs[:0]
 		for m := range batch.Messages() {
@@ -133,7 +160,7 @@ func (s Source) read(ctx context.Context, filters []string, start uint64, header
 		var first uint64
 		if gap != nil && jumps(msgs, next) {
 			if first, _, err = s.Bounds(ctx); err != nil {
-				return last, err
+				return last, next, err
 			}
 		}
 		end := false
@@ -144,6 +171,11 @@ func (s Source) read(ctx context.Context, filters []string, start uint64, header
 				ferr = err
 				break
 			}
+			if md.Sequence.Consumer != delivered+1 {
+				ferr = errLostDelivery
+				break
+			}
+			delivered = md.Sequence.Consumer
 			if seq := md.Sequence.Stream; seq > next && first > next {
 				if err := gap(next, min(first, seq)-1); err != nil {
 					ferr = err
@@ -162,33 +194,36 @@ func (s Source) read(ctx context.Context, filters []string, start uint64, header
 			end = md.NumPending == 0
 		}
 		if ferr != nil {
-			return last, ferr
+			return last, next, ferr
 		}
 		if end {
 			if behind, err := lag.behind(ctx, next); err != nil || !behind {
-				return last, err
+				return last, next, err
 			}
 			continue
 		}
 		switch {
 		case batch.Error() != nil && !errors.Is(batch.Error(), jetstream.ErrNoMessages):
-			return last, fmt.Errorf("replay on %s after seq %d: %w", s.Stream, last, batch.Error())
+			return last, next, fmt.Errorf("replay on %s after seq %d: %w", s.Stream, last, batch.Error())
 		case n == 0:
 			// Nothing came although messages were pending: they may have
 			// left the stream (age, limits, purge) since. The read is done
 			// when none are pending any more.
 			info, err := cons.Info(ctx)
 			if err != nil {
-				return last, fmt.Errorf("replay on %s after seq %d: %w", s.Stream, last, err)
+				return last, next, fmt.Errorf("replay on %s after seq %d: %w", s.Stream, last, err)
+			}
+			if info.Delivered.Consumer > delivered {
+				return last, next, errLostDelivery
 			}
 			if info.NumPending == 0 {
 				if ok, err := done(); ok || err != nil {
-					return last, err
+					return last, next, err
 				}
 			}
 			select {
 			case <-ctx.Done():
-				return last, ctx.Err()
+				return last, next, ctx.Err()
 			case <-time.After(20 * time.Millisecond):
 			}
 		}
