@@ -46,8 +46,17 @@ func TestClusterSurvivesLeaderKill(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if _, err := stream.Ensure(ctx, js, stream.Config{Replicas: 3}); err != nil {
-		t.Fatal(err)
+	// A cluster that answers requests may not know all its peers yet
+	// ("no suitable peers for placement"): retry, as the services do.
+	for {
+		_, err := stream.Ensure(ctx, js, stream.Config{Replicas: 3})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	leader, err := n.StreamLeader(ctx, js, stream.DefaultName)
 	if err != nil {
