@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -32,24 +34,29 @@ var ErrObjectGone = errors.New("object gone")
 // (the digest then fails) for an object the leader has acknowledged.
 func (s Source) OpenObject(ctx context.Context, name string) (r io.ReadCloser, size int64, err error) {
 	bucket := s.bucket()
-	obs, err := s.JS.ObjectStore(ctx, bucket)
+	st, err := s.JS.Stream(ctx, stream.BucketStream(bucket))
 	if err != nil {
 		return nil, 0, objectError(bucket, name, err)
 	}
-	info, err := obs.GetInfo(ctx, name)
+	// The metadata message, as the Object Store names and encodes it
+	// (ADR-20): one stream lookup serves the metadata and the chunks.
+	m, err := st.GetLastMsgForSubject(ctx, "$O."+bucket+".M."+base64.URLEncoding.EncodeToString([]byte(name)))
 	if err != nil {
 		return nil, 0, objectError(bucket, name, err)
 	}
-	if info.Opts != nil && info.Opts.Link != nil {
+	var info jetstream.ObjectInfo
+	if err := json.Unmarshal(m.Data, &info); err != nil {
+		return nil, 0, fmt.Errorf("object %s/%s: metadata: %w", bucket, name, err)
+	}
+	switch {
+	case info.Deleted:
+		return nil, 0, fmt.Errorf("%w: %s/%s: deleted", ErrObjectGone, bucket, name)
+	case info.Opts != nil && info.Opts.Link != nil:
 		return nil, 0, fmt.Errorf("object %s/%s is a link; frames never refer to links", bucket, name)
 	}
 	digest, err := jetstream.DecodeObjectDigest(info.Digest)
 	if err != nil {
 		return nil, 0, fmt.Errorf("object %s/%s: digest %q: %w", bucket, name, info.Digest, err)
-	}
-	st, err := s.JS.Stream(ctx, stream.BucketStream(bucket))
-	if err != nil {
-		return nil, 0, objectError(bucket, name, err)
 	}
 	return &chunkReader{
 		ctx: ctx, st: st, bucket: bucket, name: name,
@@ -142,7 +149,7 @@ func (r *chunkReader) verify() error {
 func (r *chunkReader) Close() error { return nil }
 
 func objectError(bucket, name string, err error) error {
-	if errors.Is(err, jetstream.ErrObjectNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+	if errors.Is(err, jetstream.ErrMsgNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("%w: %s/%s: %v", ErrObjectGone, bucket, name, err)
 	}
 	return fmt.Errorf("object %s/%s: %w", bucket, name, err)
