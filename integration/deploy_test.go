@@ -1,8 +1,10 @@
 package integration_test
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -11,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -213,4 +216,56 @@ func k8sContainers(t *testing.T, path string) []container {
 		}
 	}
 	return cs
+}
+
+// TestMisspelledSettingWarned starts the gateway and the producer with a
+// misspelled FRAMECAST_* variable (and NATS unreachable, which neither
+// needs to start): each logs that it ignores it and names the setting
+// meant.
+func TestMisspelledSettingWarned(t *testing.T) {
+	for _, tt := range []struct {
+		name, bin, env, want string
+		args                 []string
+	}{
+		{"gateway", bins.Gateway, "FRAMECAST_STREAM_REPLICA=3", "FRAMECAST_STREAM_REPLICAS", []string{"--allow-anonymous"}},
+		{"producer", bins.Producer, "FRAMECAST_MAX_BODY_BYTE=10", "FRAMECAST_MAX_BODY_BYTES", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			port, err := topo.FreePorts(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := append([]string{fmt.Sprintf("--listen=127.0.0.1:%d", port[0]), "--nats-url=nats://127.0.0.1:1"}, tt.args...)
+			cmd := exec.Command(tt.bin, args...)
+			cmd.Env = append(os.Environ(), tt.env)
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+			found := make(chan string, 1)
+			go func() {
+				sc := bufio.NewScanner(stderr)
+				for sc.Scan() {
+					if strings.Contains(sc.Text(), "environment variable ignored") {
+						found <- sc.Text()
+						return
+					}
+				}
+				close(found)
+			}()
+			select {
+			case line, ok := <-found:
+				name, _, _ := strings.Cut(tt.env, "=")
+				if !ok || !strings.Contains(line, name) || !strings.Contains(line, tt.want) {
+					t.Errorf("warning %q; want one naming %s and suggesting %s", line, name, tt.want)
+				}
+			case <-time.After(20 * time.Second):
+				t.Errorf("no warning about %s within 20s", tt.env)
+			}
+		})
+	}
 }
