@@ -11,6 +11,11 @@ const (
 	TypeGap   = "gap"
 	TypeLive  = "live"
 	TypeError = "error"
+	// TypeReset: the client's resume point does not name a position in
+	// the stream as it is now (another epoch, or past its last sequence),
+	// or the stream was recreated under the connection. Epoch and Since
+	// say where the client now stands: frames after Since of Epoch follow.
+	TypeReset = "reset"
 )
 
 // Close codes of both websocket endpoints.
@@ -36,6 +41,10 @@ type Control struct {
 	ClientID string `json:"client_id,omitempty"`
 	// Since is the sequence after which this connection's frames start.
 	Since *uint64 `json:"since,omitempty"`
+	// Epoch (hello, reset) names the stream's incarnation: sequences are
+	// comparable only within one epoch. A client resumes with since and
+	// the epoch it was given.
+	Epoch string `json:"epoch,omitempty"`
 
 	// gap: frames From..To (inclusive) are past the stream's window.
 	From uint64 `json:"from,omitempty"`
