@@ -33,7 +33,7 @@ vet: ## go vet every module
 	$(GO) vet work
 
 .PHONY: test
-test: fmt-check vet test-go test-comfyui ## gofmt check, go vet, go test -race over every module, the ComfyUI node's tests
+test: deps fmt-check vet test-go test-comfyui ## install what the tests need (make deps), gofmt check, go vet, go test -race over every module, the ComfyUI node's tests
 
 .PHONY: test-go
 test-go: ## go test -race over every module, uncached (integration builds its binaries at run time, which the test cache cannot see)
