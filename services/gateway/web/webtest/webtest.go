@@ -2,9 +2,10 @@
 // Chromium for tests: Browser starts one, Page opens a URL in it, and Eval
 // and Wait run JavaScript there.
 //
-// Tests that use it skip, with a message saying what to install, when the
-// Chromium binary is absent (Debian: apt-get install chromium). The binary is
-// /usr/bin/chromium unless FRAMECAST_CHROMIUM names another.
+// The binary is /usr/bin/chromium unless FRAMECAST_CHROMIUM names another.
+// A test that uses it fails, saying what to install, when the binary is
+// absent (Debian: apt-get install chromium; make deps does it), unless
+// FRAMECAST_SKIP_BROWSER=1 says to skip the browser tests.
 package webtest
 
 import (
@@ -25,6 +26,10 @@ import (
 // unset.
 const DefaultChromium = "/usr/bin/chromium"
 
+// EnvSkip names the variable that, set to 1, skips the browser tests instead
+// of failing them on a machine without Chromium. Unset, they always run.
+const EnvSkip = "FRAMECAST_SKIP_BROWSER"
+
 // WaitTimeout bounds each Wait. Generous: the machine may be shared and
 // loaded; a healthy run takes a fraction of it.
 const WaitTimeout = 30 * time.Second
@@ -40,15 +45,19 @@ type Page struct {
 }
 
 // Browser starts a headless Chromium with a fresh profile that lives until
-// the test ends, or skips the test when the binary is absent.
+// the test ends. It skips the test when FRAMECAST_SKIP_BROWSER=1, and fails
+// it when the binary is absent.
 func Browser(t testing.TB) context.Context {
 	t.Helper()
+	if os.Getenv(EnvSkip) == "1" {
+		t.Skipf("browser test skipped: %s=1", EnvSkip)
+	}
 	bin := os.Getenv("FRAMECAST_CHROMIUM")
 	if bin == "" {
 		bin = DefaultChromium
 	}
 	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("browser test skipped: no Chromium at %s (install it with `apt-get install chromium`, or set FRAMECAST_CHROMIUM)", bin)
+		t.Fatalf("no Chromium at %s: install it with `make deps` (Debian: apt-get install chromium), set FRAMECAST_CHROMIUM to another binary, or set %s=1 to skip the browser tests", bin, EnvSkip)
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(bin),
