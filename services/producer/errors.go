@@ -16,6 +16,7 @@ const (
 	CodeInvalidFileType      = "invalid_file_type"
 	CodeInvalidShape         = "invalid_shape"
 	CodeInvalidDType         = "invalid_dtype"
+	CodeInvalidBatch         = "invalid_batch"
 	CodeInvalidBody          = "invalid_body"
 	CodeInvalidImage         = "invalid_image"
 	CodeInvalidIdempotency   = "invalid_idempotency_key"

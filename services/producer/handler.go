@@ -152,7 +152,8 @@ func (s *Server) publishRequest(w http.ResponseWriter, r *http.Request, oid stri
 
 	ctx := r.Context()
 	body := http.MaxBytesReader(w, r.Body, limit)
-	eb := publish.EncodedBatch{OutputID: oid, ClientID: req.clientID, IdempotencyKey: key}
+	eb := publish.EncodedBatch{OutputID: oid, ClientID: req.clientID, IdempotencyKey: key,
+		BatchOffset: req.batchOffset, BatchTotal: req.batchTotal}
 	switch req.kind {
 	case bodyRaw:
 		eb, e = s.readRaw(ctx, req, body, eb)
@@ -160,6 +161,9 @@ func (s *Server) publishRequest(w http.ResponseWriter, r *http.Request, oid stri
 		eb.Frames, e = readImage(req, body, limit)
 	case bodyMultipart:
 		eb.Frames, e = readMultipart(req, body, limit)
+	}
+	if e == nil {
+		e = req.checkPart(len(eb.Frames))
 	}
 	if e != nil {
 		return e
@@ -266,7 +270,7 @@ func (s *Server) readRaw(ctx context.Context, req request, body io.Reader, eb pu
 	}
 	start := time.Now()
 	out, err := publish.Encode(ctx, publish.Batch{OutputID: eb.OutputID, ClientID: eb.ClientID, IdempotencyKey: eb.IdempotencyKey,
-		Pixels: px, Format: req.format, Quality: req.quality})
+		BatchOffset: eb.BatchOffset, BatchTotal: eb.BatchTotal, Pixels: px, Format: req.format, Quality: req.quality})
 	s.metrics.encode.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return eb, encodeError(ctx, err)

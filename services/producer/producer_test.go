@@ -247,6 +247,58 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 }
 
+// TestBatchInSeveralRequests sends a batch of 8 as requests of 5, 2 and 1
+// frames (raw pixels, multipart, one image), each placed with batch_offset
+// and batch_total: the stream holds one batch of 8, indices 0..7, and the
+// answers give each frame's index in the whole batch.
+func TestBatchInSeveralRequests(t *testing.T) {
+	e := newEnv(t, Config{})
+	p := pngBytes(t, 2, 2)
+	ct, multi := multipartBody(t, []part{{"image/png", p}, {"image/png", p}})
+	requests := []struct {
+		query, ctype string
+		body         []byte
+	}{
+		{"width=2&height=2&channels=3&dtype=uint8&batch=5&file_type=png&batch_offset=0&batch_total=8", "application/octet-stream", make([]byte, 5*2*2*3)},
+		{"batch_offset=5&batch_total=8", ct, multi},
+		{"batch_offset=7&batch_total=8", "image/png", p},
+	}
+	var frames []ResponseFrame
+	for i, rq := range requests {
+		hdr := map[string]string{"Idempotency-Key": fmt.Sprintf("job-7/%d", i)}
+		r := e.post(t, "split", rq.query, rq.ctype, rq.body, hdr)
+		if r.status != http.StatusOK {
+			t.Fatalf("request %d: status %d body %s; want 200", i, r.status, r.raw)
+		}
+		frames = append(frames, r.ok.Frames...)
+	}
+	if len(frames) != 8 {
+		t.Fatalf("got %d frames; want 8", len(frames))
+	}
+	for i, fr := range frames {
+		msg, err := e.st.GetMsg(context.Background(), fr.Seq)
+		if err != nil {
+			t.Fatalf("GetMsg(%d): %v", fr.Seq, err)
+		}
+		m, err := frame.Decode(msg.Header)
+		if err != nil {
+			t.Fatalf("frame %d headers: %v", i, err)
+		}
+		if fr.BatchIndex != i || m.BatchIndex != i || m.BatchSize != 8 {
+			t.Fatalf("frame %d: answer index %d, stream index %d of %d; want %d of 8", i, fr.BatchIndex, m.BatchIndex, m.BatchSize, i)
+		}
+	}
+	// A retry of the middle request stores nothing again.
+	before := e.count(t)
+	r := e.post(t, "split", requests[1].query, requests[1].ctype, requests[1].body, map[string]string{"Idempotency-Key": "job-7/1"})
+	if r.status != http.StatusOK || len(r.ok.Frames) != 2 || !r.ok.Frames[0].Duplicate || r.ok.Frames[0].Seq != frames[5].Seq || r.ok.Frames[1].BatchIndex != 6 {
+		t.Fatalf("retry: %d %s; want 200 with frames 5 and 6 as duplicates at their first seqs", r.status, r.raw)
+	}
+	if got := e.count(t); got != before {
+		t.Fatalf("stream has %d messages after the retry; want %d", got, before)
+	}
+}
+
 func TestIDsEscapedIntoSubject(t *testing.T) {
 	e := newEnv(t, Config{})
 	p := pngBytes(t, 2, 2)
@@ -272,6 +324,7 @@ func TestBadInput(t *testing.T) {
 	ctMixed, bodyMixed := multipartBody(t, []part{{"image/png", p}, {"", []byte("just a note")}})
 	ctText, bodyText := multipartBody(t, []part{{"image/png", p}, {"text/plain", p}})
 	ctEmpty, bodyEmpty := multipartBody(t, nil)
+	ctTwo, bodyTwo := multipartBody(t, []part{{"image/png", p}, {"image/png", p}})
 	tests := []struct {
 		name    string
 		seg     string
@@ -298,6 +351,15 @@ func TestBadInput(t *testing.T) {
 		{"unknown parameter", "o", "qualty=5", "image/png", p, nil, 400, CodeInvalidQuery, "allowed: client_id"},
 		{"repeated parameter", "o", "quality=5&quality=6", "image/png", p, nil, 400, CodeInvalidQuery, "once"},
 		{"shape on an image body", "o", "width=8", "image/png", p, nil, 400, CodeInvalidQuery, "only to application/octet-stream"},
+		{"batch_offset without batch_total", "o", "batch_offset=2", "image/png", p, nil, 400, CodeInvalidBatch, "batch_offset needs batch_total"},
+		{"batch_total 0", "o", "batch_total=0", "image/png", p, nil, 400, CodeInvalidBatch, "allowed: an integer 1..4096"},
+		{"batch_total over 4096", "o", "batch_total=4097", "image/png", p, nil, 400, CodeInvalidBatch, "allowed: an integer 1..4096"},
+		{"batch_total not a number", "o", "batch_total=eight", "image/png", p, nil, 400, CodeInvalidBatch, "allowed: an integer 1..4096"},
+		{"batch_offset at batch_total", "o", "batch_offset=8&batch_total=8", "image/png", p, nil, 400, CodeInvalidBatch, "allowed: an integer 0..7 (below batch_total 8)"},
+		{"negative batch_offset", "o", "batch_offset=-1&batch_total=8", "image/png", p, nil, 400, CodeInvalidBatch, "allowed: an integer 0..7"},
+		{"raw part past batch_total", "o", raw + "&batch=3&batch_offset=6&batch_total=8", "application/octet-stream", make([]byte, 36), nil, 400, CodeInvalidBatch,
+			"batch_offset 6 + 3 frames is 9, over batch_total 8"},
+		{"multipart part past batch_total", "o", "batch_offset=3&batch_total=4", ctTwo, bodyTwo, nil, 400, CodeInvalidBatch, "batch_offset 3 + 2 frames is 5, over batch_total 4"},
 		{"body length short", "o", raw, "application/octet-stream", make([]byte, 11), nil, 400, CodeInvalidBody, "expected 12"},
 		{"body length long", "o", raw, "application/octet-stream", make([]byte, 13), nil, 400, CodeInvalidBody, "expected 12"},
 		{"float32 length", "o", "width=2&height=2&channels=3&dtype=float32", "application/octet-stream", make([]byte, 12), nil, 400, CodeInvalidBody, "expected 48"},

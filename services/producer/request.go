@@ -31,7 +31,7 @@ const maxSideWEBP = 16383
 const mediaTypes = "application/octet-stream (raw pixels; query width, height, channels, dtype, batch), image/png, image/jpeg, image/webp, multipart/form-data"
 
 // queryParams are the accepted query parameters, for error messages.
-const queryParams = "client_id, file_type, quality, and for application/octet-stream: width, height, channels, dtype, batch"
+const queryParams = "client_id, file_type, quality, batch_offset, batch_total, and for application/octet-stream: width, height, channels, dtype, batch"
 
 // request is everything a publish request says outside its body.
 type request struct {
@@ -44,6 +44,10 @@ type request struct {
 	boundary  string       // bodyMultipart
 	shape     encode.Shape // bodyRaw
 	dtype     string       // bodyRaw: "uint8" or "float32"
+	// batchOffset and batchTotal place the request's frames in a batch
+	// sent in several requests; batchTotal 0 means the request is the
+	// whole batch.
+	batchOffset, batchTotal int
 }
 
 // elemSize is the size of one raw sample.
@@ -72,7 +76,7 @@ func parseRequest(rawQuery, contentType string) (request, *apiError) {
 	}
 	for k, vs := range q {
 		switch k {
-		case "client_id", "file_type", "quality", "width", "height", "channels", "dtype", "batch":
+		case "client_id", "file_type", "quality", "batch_offset", "batch_total", "width", "height", "channels", "dtype", "batch":
 		default:
 			return request{}, errorf(http.StatusBadRequest, CodeInvalidQuery, "unknown query parameter %q; allowed: %s", k, queryParams)
 		}
@@ -98,6 +102,9 @@ func parseRequest(rawQuery, contentType string) (request, *apiError) {
 			return request{}, errorf(http.StatusBadRequest, CodeInvalidQuality, "quality %q is not allowed; allowed: an integer 1..100 (default %d)", q.Get("quality"), publish.DefaultQuality)
 		}
 		r.quality = v
+	}
+	if e := r.parsePart(q); e != nil {
+		return request{}, e
 	}
 
 	if contentType == "" {
@@ -126,7 +133,7 @@ func parseRequest(rawQuery, contentType string) (request, *apiError) {
 	if r.kind != bodyRaw {
 		for _, k := range rawParams {
 			if q.Has(k) {
-				return request{}, errorf(http.StatusBadRequest, CodeInvalidQuery, "query parameter %q applies only to application/octet-stream bodies; allowed here: client_id, file_type, quality", k)
+				return request{}, errorf(http.StatusBadRequest, CodeInvalidQuery, "query parameter %q applies only to application/octet-stream bodies; allowed here: client_id, file_type, quality, batch_offset, batch_total", k)
 			}
 		}
 		return r, nil
@@ -180,6 +187,41 @@ func (r *request) parseShape(q url.Values) *apiError {
 		return errorf(http.StatusBadRequest, CodeInvalidDType, "dtype is required for application/octet-stream; allowed: uint8, float32 (little-endian, 0..1)")
 	default:
 		return errorf(http.StatusBadRequest, CodeInvalidDType, "dtype %q is not allowed; allowed: uint8, float32 (little-endian, 0..1)", q.Get("dtype"))
+	}
+	return r.checkPart(r.shape.Batch)
+}
+
+// parsePart reads batch_offset and batch_total, which say that the
+// request's frames are frames batch_offset.. of a batch of batch_total
+// that a client split over several requests.
+func (r *request) parsePart(q url.Values) *apiError {
+	if !q.Has("batch_total") {
+		if q.Has("batch_offset") {
+			return errorf(http.StatusBadRequest, CodeInvalidBatch, "batch_offset needs batch_total, the size of the whole batch; allowed: both, batch_total alone (offset 0), or neither")
+		}
+		return nil
+	}
+	total, err := strconv.Atoi(q.Get("batch_total"))
+	if err != nil || total < 1 || total > frame.MaxBatch {
+		return errorf(http.StatusBadRequest, CodeInvalidBatch, "batch_total %q is not allowed; allowed: an integer 1..%d, the size of the whole batch", q.Get("batch_total"), frame.MaxBatch)
+	}
+	offset := 0
+	if q.Has("batch_offset") {
+		offset, err = strconv.Atoi(q.Get("batch_offset"))
+		if err != nil || offset < 0 || offset >= total {
+			return errorf(http.StatusBadRequest, CodeInvalidBatch, "batch_offset %q is not allowed; allowed: an integer 0..%d (below batch_total %d)", q.Get("batch_offset"), total-1, total)
+		}
+	}
+	r.batchOffset, r.batchTotal = offset, total
+	return nil
+}
+
+// checkPart checks that the request's n frames fit the batch that
+// batch_offset and batch_total place them in.
+func (r request) checkPart(n int) *apiError {
+	if r.batchTotal > 0 && r.batchOffset+n > r.batchTotal {
+		return errorf(http.StatusBadRequest, CodeInvalidBatch, "batch_offset %d + %d frames is %d, over batch_total %d; allowed: batch_offset + the request's frames <= batch_total",
+			r.batchOffset, n, r.batchOffset+n, r.batchTotal)
 	}
 	return nil
 }

@@ -19,6 +19,10 @@ func TestParseRequest(t *testing.T) {
 			request{clientID: "c", format: frame.JPEG, formatSet: true, quality: 1, kind: bodyRaw,
 				shape: encode.Shape{Batch: 5, Height: 2, Width: 3, Channels: 4}, dtype: "float32"}},
 		{"multipart", "", "multipart/form-data; boundary=xyz", request{format: frame.WEBP, quality: 80, kind: bodyMultipart, boundary: "xyz"}},
+		{"raw part of a batch", "width=1&height=1&channels=1&dtype=uint8&batch=3&batch_offset=5&batch_total=8", "application/octet-stream",
+			request{format: frame.WEBP, quality: 80, kind: bodyRaw, shape: encode.Shape{Batch: 3, Height: 1, Width: 1, Channels: 1}, dtype: "uint8",
+				batchOffset: 5, batchTotal: 8}},
+		{"batch_total alone", "batch_total=4", "image/png", request{format: frame.WEBP, quality: 80, kind: bodyImage, declared: frame.PNG, batchTotal: 4}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,6 +50,8 @@ func FuzzParseRequest(f *testing.F) {
 		{"%zz", "multipart/form-data; boundary=a"},
 		{"client_id=%00", ""},
 		{"batch=-1&width=1&height=1&channels=1&dtype=uint8", "application/octet-stream; charset=x"},
+		{"batch=2&width=1&height=1&channels=1&dtype=uint8&batch_offset=7&batch_total=8", "application/octet-stream"},
+		{"batch_offset=3", "image/webp"},
 	} {
 		f.Add(s[0], s[1])
 	}
@@ -72,6 +78,13 @@ func FuzzParseRequest(f *testing.F) {
 			if r.rawSize() <= 0 {
 				t.Fatalf("raw size %d for %+v", r.rawSize(), s)
 			}
+			if r.batchTotal > 0 && r.batchOffset+s.Batch > r.batchTotal {
+				t.Fatalf("accepted %d frames at batch_offset %d of batch_total %d", s.Batch, r.batchOffset, r.batchTotal)
+			}
+		}
+		if r.batchOffset < 0 || r.batchTotal < 0 || r.batchTotal > frame.MaxBatch || (r.batchTotal > 0 && r.batchOffset >= r.batchTotal) ||
+			(r.batchTotal == 0 && r.batchOffset != 0) {
+			t.Fatalf("accepted batch_offset %d, batch_total %d", r.batchOffset, r.batchTotal)
 		}
 	})
 }

@@ -27,11 +27,13 @@ var (
 // Failed was sent. When Uncertain is true the frame at index Failed was
 // sent but its acknowledgement was lost, so it may have been stored;
 // retrying the batch with the same idempotency key settles it without
-// duplicates.
+// duplicates. Indices are in the whole batch: a publish of part of a
+// batch (Batch.BatchOffset) covers indices Offset..Offset+Total-1.
 type PartialError struct {
 	Published []Ack
 	Failed    int // batch index of the frame that failed
-	Total     int // batch size
+	Offset    int // batch index of the publish's first frame
+	Total     int // frames in the publish
 	Uncertain bool
 	Err       error
 }
@@ -40,14 +42,14 @@ func (e *PartialError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "published %d of %d frames", len(e.Published), e.Total)
 	if n := len(e.Published); n > 0 {
-		fmt.Fprintf(&b, " (batch_index 0..%d, seq %d..%d)", n-1, e.Published[0].Seq, e.Published[n-1].Seq)
+		fmt.Fprintf(&b, " (batch_index %d..%d, seq %d..%d)", e.Published[0].BatchIndex, e.Published[n-1].BatchIndex, e.Published[0].Seq, e.Published[n-1].Seq)
 	}
 	fmt.Fprintf(&b, "; frame %d failed: %v", e.Failed, e.Err)
 	if e.Uncertain {
 		fmt.Fprintf(&b, "; frame %d may have been stored before the failure", e.Failed)
 	}
-	if e.Failed+1 < e.Total {
-		fmt.Fprintf(&b, "; frames %d..%d were not sent", e.Failed+1, e.Total-1)
+	if last := e.Offset + e.Total - 1; e.Failed < last {
+		fmt.Fprintf(&b, "; frames %d..%d were not sent", e.Failed+1, last)
 	}
 	return b.String()
 }

@@ -137,6 +137,13 @@ type Batch struct {
 	// printable ASCII and unique per stream, not per output: use a fresh
 	// random key (a UUID) per batch.
 	IdempotencyKey string
+	// BatchOffset and BatchTotal say that the images are part of a larger
+	// batch sent in several publishes: the first image is frame
+	// BatchOffset of a batch of BatchTotal frames, and every frame carries
+	// its index in that batch. BatchOffset + len(images) must not exceed
+	// BatchTotal. Both zero (the default) means the images are the whole
+	// batch.
+	BatchOffset, BatchTotal int
 }
 
 // Frame is one encoded image.
@@ -148,15 +155,16 @@ type Frame struct {
 
 // EncodedBatch is a batch of already encoded images.
 type EncodedBatch struct {
-	OutputID, ClientID string
-	Frames             []Frame
-	IdempotencyKey     string // as Batch.IdempotencyKey
+	OutputID, ClientID      string
+	Frames                  []Frame
+	IdempotencyKey          string // as Batch.IdempotencyKey
+	BatchOffset, BatchTotal int    // as in Batch
 }
 
 // Ack is the outcome of one published frame.
 type Ack struct {
 	Seq           uint64 // stream sequence
-	BatchIndex    int
+	BatchIndex    int    // index in the whole batch (see Batch.BatchOffset)
 	Format        frame.Format
 	Width, Height int
 	Bytes         int // size of the encoded image
@@ -191,6 +199,9 @@ func Encode(ctx context.Context, b Batch) (EncodedBatch, error) {
 	if err := checkIDs(b.OutputID, b.ClientID, b.IdempotencyKey); err != nil {
 		return EncodedBatch{}, err
 	}
+	if _, err := checkPart(b.BatchOffset, b.BatchTotal, max(len(b.Images), len(b.Pixels))); err != nil {
+		return EncodedBatch{}, err
+	}
 	imgs := b.Images
 	switch {
 	case len(b.Images) > 0 && len(b.Pixels) > 0:
@@ -215,7 +226,8 @@ func Encode(ctx context.Context, b Batch) (EncodedBatch, error) {
 		}
 		return EncodedBatch{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	eb := EncodedBatch{OutputID: b.OutputID, ClientID: b.ClientID, IdempotencyKey: b.IdempotencyKey, Frames: make([]Frame, len(imgs))}
+	eb := EncodedBatch{OutputID: b.OutputID, ClientID: b.ClientID, IdempotencyKey: b.IdempotencyKey,
+		BatchOffset: b.BatchOffset, BatchTotal: b.BatchTotal, Frames: make([]Frame, len(imgs))}
 	for i, m := range imgs {
 		r := m.Bounds()
 		eb.Frames[i] = Frame{Data: data[i], Format: b.Format, Width: r.Dx(), Height: r.Dy()}
@@ -236,6 +248,11 @@ func (p *Publisher) Encoded(ctx context.Context, eb EncodedBatch) ([]Ack, error)
 		return nil, err
 	}
 	if err := checkSize(len(eb.Frames)); err != nil {
+		return nil, err
+	}
+	offset := eb.BatchOffset
+	total, err := checkPart(offset, eb.BatchTotal, len(eb.Frames))
+	if err != nil {
 		return nil, err
 	}
 	nc := p.js.Conn()
@@ -262,7 +279,7 @@ func (p *Publisher) Encoded(ctx context.Context, eb EncodedBatch) ([]Ack, error)
 		meta := frame.Meta{
 			OutputID: eb.OutputID, ClientID: eb.ClientID, Format: f.Format,
 			Width: f.Width, Height: f.Height,
-			BatchIndex: i, BatchSize: len(eb.Frames), Timestamp: now,
+			BatchIndex: offset + i, BatchSize: total, Timestamp: now,
 		}
 		if err := meta.Validate(); err != nil {
 			return nil, fmt.Errorf("%w: frame %d: %w", ErrInvalid, i, err)
@@ -270,11 +287,11 @@ func (p *Publisher) Encoded(ctx context.Context, eb EncodedBatch) ([]Ack, error)
 		m := &nats.Msg{Subject: subj, Header: nats.Header{}, Data: f.Data}
 		meta.Header(m.Header)
 		if eb.IdempotencyKey != "" {
-			m.Header.Set(jetstream.MsgIDHeader, MsgID(eb.IdempotencyKey, i))
+			m.Header.Set(jetstream.MsgIDHeader, MsgID(eb.IdempotencyKey, offset+i))
 		}
 		size := int64(len(f.Data) + headerSize(m.Header))
 		if inline >= 0 && (int64(len(f.Data)) > inline || (payload > 0 && size > payload)) {
-			meta.Object, meta.ObjectSize = objectName(eb.IdempotencyKey, i), int64(len(f.Data))
+			meta.Object, meta.ObjectSize = objectName(eb.IdempotencyKey, offset+i), int64(len(f.Data))
 			meta.Header(m.Header)
 			m.Data = nil
 		} else if payload > 0 && size > payload {
@@ -284,7 +301,7 @@ func (p *Publisher) Encoded(ctx context.Context, eb EncodedBatch) ([]Ack, error)
 		msgs[i] = m
 	}
 	if !nc.IsConnected() {
-		return nil, &PartialError{Failed: 0, Total: len(msgs), Err: fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, nc.Status())}
+		return nil, &PartialError{Failed: offset, Offset: offset, Total: len(msgs), Err: fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, nc.Status())}
 	}
 	acks := make([]Ack, 0, len(msgs))
 	for i, m := range msgs {
@@ -295,17 +312,17 @@ func (p *Publisher) Encoded(ctx context.Context, eb EncodedBatch) ([]Ack, error)
 			var err error
 			if name, err = p.store(pctx, m, f, eb.IdempotencyKey != ""); err != nil {
 				cancel()
-				return nil, &PartialError{Published: acks, Failed: i, Total: len(msgs), Err: storeError(ctx, err, p.opts.Bucket)}
+				return nil, &PartialError{Published: acks, Failed: offset + i, Offset: offset, Total: len(msgs), Err: storeError(ctx, err, p.opts.Bucket)}
 			}
 		}
 		pa, err := p.js.PublishMsg(pctx, m, jetstream.WithRetryAttempts(0))
 		cancel()
 		if err != nil {
 			err, uncertain := classify(ctx, err)
-			return nil, &PartialError{Published: acks, Failed: i, Total: len(msgs), Uncertain: uncertain, Err: err}
+			return nil, &PartialError{Published: acks, Failed: offset + i, Offset: offset, Total: len(msgs), Uncertain: uncertain, Err: err}
 		}
 		acks = append(acks, Ack{
-			Seq: pa.Sequence, BatchIndex: i, Format: f.Format,
+			Seq: pa.Sequence, BatchIndex: offset + i, Format: f.Format,
 			Width: f.Width, Height: f.Height, Bytes: len(f.Data), Object: name, Duplicate: pa.Duplicate,
 		})
 	}
@@ -455,6 +472,20 @@ func checkIDs(oid, cid, key string) error {
 		return ValidateKey(key)
 	}
 	return nil
+}
+
+// checkPart checks that n images at offset fit a batch of total (0 and 0:
+// the images are the whole batch) and returns the whole batch's size.
+func checkPart(offset, total, n int) (int, error) {
+	switch {
+	case offset == 0 && total == 0:
+		return n, nil
+	case total < 1 || total > frame.MaxBatch:
+		return 0, fmt.Errorf("%w: batch total %d; allowed: 1..%d", ErrInvalid, total, frame.MaxBatch)
+	case offset < 0 || offset+n > total:
+		return 0, fmt.Errorf("%w: %d images at batch offset %d do not fit a batch of %d; allowed: 0 <= offset and offset + images <= total", ErrInvalid, n, offset, total)
+	}
+	return total, nil
 }
 
 func checkSize(n int) error {

@@ -26,6 +26,20 @@ func setup(t *testing.T) (jetstream.JetStream, jetstream.Stream) {
 	return js, st
 }
 
+// stored reads the frame at seq back from the stream, with its metadata.
+func stored(t *testing.T, st jetstream.Stream, seq uint64) (*jetstream.RawStreamMsg, frame.Meta) {
+	t.Helper()
+	msg, err := st.GetMsg(context.Background(), seq)
+	if err != nil {
+		t.Fatalf("GetMsg(%d): %v", seq, err)
+	}
+	m, err := frame.Decode(msg.Header)
+	if err != nil {
+		t.Fatalf("frame at seq %d: %v", seq, err)
+	}
+	return msg, m
+}
+
 func gray(w, h int) image.Image {
 	m := image.NewGray(image.Rect(0, 0, w, h))
 	for i := range m.Pix {
@@ -48,14 +62,7 @@ func TestImages(t *testing.T) {
 		t.Fatalf("got %d acks; want 2", len(acks))
 	}
 	for i, a := range acks {
-		msg, err := st.GetMsg(context.Background(), a.Seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := frame.Decode(msg.Header)
-		if err != nil {
-			t.Fatal(err)
-		}
+		msg, m := stored(t, st, a.Seq)
 		if msg.Subject != subject.Frames("out.1", "client *") || m.BatchIndex != i || m.BatchSize != 2 || m.Width != a.Width || m.Format != frame.PNG {
 			t.Fatalf("frame %d: subject %q meta %+v; ack %+v", i, msg.Subject, m, a)
 		}
@@ -104,6 +111,10 @@ func TestInvalid(t *testing.T) {
 		{"not an image", capped, EncodedBatch{OutputID: "o", Frames: []Frame{{Data: []byte("text")}}}, ErrInvalid, "not a JPEG, PNG or WEBP"},
 		{"second frame over max frame", capped, EncodedBatch{OutputID: "o", Frames: []Frame{small, big}}, ErrFrameTooLarge, "frame 1 is 400 bytes; the largest frame is 300 bytes"},
 		{"inline only, over max payload", inlineOnly, EncodedBatch{OutputID: "o", Frames: []Frame{small, big}}, ErrFrameTooLarge, "at most 300 bytes"},
+		{"offset without total", capped, EncodedBatch{OutputID: "o", BatchOffset: 1, Frames: []Frame{small}}, ErrInvalid, "batch total 0; allowed: 1..4096"},
+		{"total over the largest batch", capped, EncodedBatch{OutputID: "o", BatchTotal: 4097, Frames: []Frame{small}}, ErrInvalid, "batch total 4097; allowed: 1..4096"},
+		{"part past the total", capped, EncodedBatch{OutputID: "o", BatchOffset: 3, BatchTotal: 4, Frames: []Frame{small, small}}, ErrInvalid, "2 images at batch offset 3 do not fit a batch of 4"},
+		{"negative offset", capped, EncodedBatch{OutputID: "o", BatchOffset: -1, BatchTotal: 4, Frames: []Frame{small}}, ErrInvalid, "do not fit a batch of 4"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,6 +129,42 @@ func TestInvalid(t *testing.T) {
 	}
 	if _, err := Encode(context.Background(), Batch{OutputID: "o", Images: []image.Image{gray(1, 1)}, Quality: 101}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("quality 101: got %v; want ErrInvalid", err)
+	}
+	if _, err := Encode(context.Background(), Batch{OutputID: "o", Images: []image.Image{gray(1, 1), gray(1, 1)}, BatchOffset: 1, BatchTotal: 2}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("2 images at offset 1 of 2: got %v; want ErrInvalid", err)
+	}
+}
+
+// TestBatchInParts publishes a batch of 5 in two parts, 0..2 and 3..4:
+// every frame carries its index in the whole batch and the batch's size,
+// and one idempotency key serves both parts without collisions.
+func TestBatchInParts(t *testing.T) {
+	js, st := setup(t)
+	p := New(js, Options{})
+	parts := []Batch{
+		{BatchOffset: 0, BatchTotal: 5, Images: []image.Image{gray(2, 2), gray(2, 2), gray(2, 2)}},
+		{BatchOffset: 3, BatchTotal: 5, Images: []image.Image{gray(2, 2), gray(2, 2)}},
+	}
+	var acks []Ack
+	for _, b := range parts {
+		b.OutputID, b.Format, b.IdempotencyKey = "o", frame.PNG, "job-1"
+		got, err := p.Images(context.Background(), b)
+		if err != nil {
+			t.Fatalf("part at %d: %v", b.BatchOffset, err)
+		}
+		acks = append(acks, got...)
+	}
+	for i, a := range acks {
+		msg, m := stored(t, st, a.Seq)
+		if a.BatchIndex != i || a.Duplicate || m.BatchIndex != i || m.BatchSize != 5 {
+			t.Fatalf("frame %d: ack %+v, meta index %d of %d; want index %d of 5, not a duplicate", i, a, m.BatchIndex, m.BatchSize, i)
+		}
+		if got, want := msg.Header.Get(jetstream.MsgIDHeader), MsgID("job-1", i); got != want {
+			t.Fatalf("frame %d: Nats-Msg-Id %q; want %q", i, got, want)
+		}
+	}
+	if info, _ := st.Info(context.Background()); info.State.Msgs != 5 {
+		t.Fatalf("stream has %d messages; want 5", info.State.Msgs)
 	}
 }
 
@@ -166,5 +213,10 @@ func TestPartialErrorMessage(t *testing.T) {
 	want := "published 2 of 5 frames (batch_index 0..1, seq 7..8); frame 2 failed: broker unavailable; frame 2 may have been stored before the failure; frames 3..4 were not sent"
 	if got := e.Error(); got != want {
 		t.Fatalf("got %q; want %q", got, want)
+	}
+	part := &PartialError{Published: []Ack{{Seq: 9, BatchIndex: 5}}, Failed: 6, Offset: 5, Total: 3, Err: ErrUnavailable}
+	want = "published 1 of 3 frames (batch_index 5..5, seq 9..9); frame 6 failed: broker unavailable; frames 7..7 were not sent"
+	if got := part.Error(); got != want {
+		t.Fatalf("part of a batch: got %q; want %q", got, want)
 	}
 }
