@@ -55,6 +55,15 @@ type Config struct {
 	Since *uint64
 	Last  int
 
+	// Epoch is the stream epoch Since belongs to: the Epoch of the hello or
+	// reset that the sequence came with. It is sent only with Since and
+	// requires it. Sequences are comparable only within one epoch; given
+	// one, a gateway whose stream is in another epoch (or ends before
+	// Since) answers with a reset instead of resuming at a sequence that
+	// names another frame. Empty: Since is taken to be of the stream's
+	// current epoch.
+	Epoch string
+
 	// ComfyDeploy selects the ComfyDeploy-compatible endpoint.
 	ComfyDeploy bool
 
@@ -86,6 +95,9 @@ func (c Config) validate() error {
 	}
 	if c.Since != nil && c.Last > 0 {
 		return fmt.Errorf("%w: since and last are both set; allowed: one of them", ErrInvalidConfig)
+	}
+	if c.Epoch != "" && c.Since == nil {
+		return fmt.Errorf("%w: epoch %q is set without since; allowed: an epoch only together with the since it belongs to", ErrInvalidConfig, c.Epoch)
 	}
 	if c.ReadLimit < -1 {
 		return fmt.Errorf("%w: read limit is %d; allowed: -1 (none), 0 (default %d) or a positive byte count", ErrInvalidConfig, c.ReadLimit, DefaultReadLimit)
@@ -135,6 +147,9 @@ func (c Config) endpoint(base string) (string, error) {
 	}
 	if c.Since != nil {
 		q.Set("since", strconv.FormatUint(*c.Since, 10))
+		if c.Epoch != "" {
+			q.Set("epoch", c.Epoch)
+		}
 	}
 	u.RawQuery = q.Encode()
 	u.Fragment = ""
@@ -268,6 +283,10 @@ func (c *Conn) decode(typ websocket.MessageType, b []byte) (Message, error) {
 		ctl, err := wire.DecodeControl(b)
 		if err != nil {
 			return nil, err
+		}
+		if ctl.Type == wire.TypeReset && ctl.Since == nil {
+			// Without since the client could not know where it stands.
+			return nil, fmt.Errorf("%w: reset to epoch %q has no since", ErrMalformed, ctl.Epoch)
 		}
 		return &Control{Control: ctl}, nil
 	}

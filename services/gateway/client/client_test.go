@@ -19,6 +19,7 @@ func TestDialNative(t *testing.T) {
 		sendFrame(t, ws, 5)
 		sendControl(t, ws, wire.Control{Type: wire.TypeGap, From: 6, To: 9})
 		sendControl(t, ws, wire.Control{Type: wire.TypeLive, Seq: u64(5)})
+		sendControl(t, ws, wire.Control{Type: wire.TypeReset, Epoch: "e2", Since: u64(0), Message: "stream recreated"})
 		sendControl(t, ws, wire.Control{Type: "future", Message: "x"})
 	})
 	c, err := Dial(t.Context(), Config{URL: g.URL + "/", OutputID: "demo", ClientID: "c 1", Token: "tok", Last: 3})
@@ -52,6 +53,9 @@ func TestDialNative(t *testing.T) {
 	}
 	if l := next(t, c).(*Control); l.Type != wire.TypeLive || l.Seq == nil || *l.Seq != 5 {
 		t.Fatalf("got %+v; want live at 5", l)
+	}
+	if r := next(t, c).(*Control); r.Type != wire.TypeReset || r.Epoch != "e2" || r.Since == nil || *r.Since != 0 || r.Message != "stream recreated" {
+		t.Fatalf("got %+v; want reset to epoch e2 since 0", r)
 	}
 	if u := next(t, c).(*Control); u.Type != "future" || u.Message != "x" {
 		t.Fatalf("got %+v; want the unknown control passed on", u)
@@ -89,12 +93,16 @@ func TestDialURLForms(t *testing.T) {
 	tests := []struct {
 		name, base string
 		comfy      bool
+		since      *uint64
+		epoch      string
 		want       string
 	}{
-		{"http", "http://h:1", false, "ws://h:1/v1/ws?output_id=o"},
-		{"https prefix slash", "https://h/gw/", false, "wss://h/gw/v1/ws?output_id=o"},
-		{"ws with path", "ws://h/v1/ws", false, "ws://h/v1/ws?output_id=o"},
-		{"comfy", "http://h", true, "ws://h/comfyui-deploy/ws?clientId=c"},
+		{"http", "http://h:1", false, nil, "", "ws://h:1/v1/ws?output_id=o"},
+		{"https prefix slash", "https://h/gw/", false, nil, "", "wss://h/gw/v1/ws?output_id=o"},
+		{"ws with path", "ws://h/v1/ws", false, nil, "", "ws://h/v1/ws?output_id=o"},
+		{"comfy", "http://h", true, nil, "", "ws://h/comfyui-deploy/ws?clientId=c"},
+		{"since epoch", "http://h", false, u64(0), "2026-11-30T19:53:55Z &x", "ws://h/v1/ws?epoch=2026-11-30T19%3A53%3A55Z+%26x&output_id=o&since=0"},
+		{"comfy since epoch", "http://h", true, u64(3), "e1", "ws://h/comfyui-deploy/ws?clientId=c&epoch=e1&since=3"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -102,7 +110,7 @@ func TestDialURLForms(t *testing.T) {
 			if tt.comfy {
 				cid = "c"
 			}
-			got, err := Config{OutputID: "o", ClientID: cid, ComfyDeploy: tt.comfy}.endpoint(tt.base)
+			got, err := Config{OutputID: "o", ClientID: cid, ComfyDeploy: tt.comfy, Since: tt.since, Epoch: tt.epoch}.endpoint(tt.base)
 			if err != nil || got != tt.want {
 				t.Fatalf("got %q, %v; want %q", got, err, tt.want)
 			}
@@ -124,6 +132,8 @@ func TestConfigRefuses(t *testing.T) {
 		{"client id", Config{URL: "http://h", OutputID: "o", ClientID: "a\nb"}, "control character"},
 		{"negative last", Config{URL: "http://h", OutputID: "o", Last: -1}, "allowed: 0 (off) or a positive count"},
 		{"since and last", Config{URL: "http://h", OutputID: "o", Last: 2, Since: u64(1)}, "allowed: one of them"},
+		{"epoch without since", Config{URL: "http://h", OutputID: "o", Epoch: "e1"}, `epoch "e1" is set without since`},
+		{"epoch with last", Config{URL: "http://h", OutputID: "o", Last: 2, Epoch: "e1"}, `epoch "e1" is set without since`},
 		{"read limit", Config{URL: "http://h", OutputID: "o", ReadLimit: -2}, "allowed: -1 (none)"},
 		{"comfy output", Config{URL: "http://h", OutputID: "é", ComfyDeploy: true}, "not ASCII"},
 	}
@@ -155,6 +165,7 @@ func TestMalformed(t *testing.T) {
 		{"native content type", false, websocket.MessageBinary, badType, "allowed: image/webp"},
 		{"control not json", false, websocket.MessageText, []byte("hello"), "control message"},
 		{"control no type", false, websocket.MessageText, []byte(`{"from":1}`), "has no type"},
+		{"reset no since", false, websocket.MessageText, []byte(`{"type":"reset","epoch":"e2"}`), `reset to epoch "e2" has no since`},
 		{"comfy image type", true, websocket.MessageBinary, comfy, "image type 9"},
 		{"comfy short", true, websocket.MessageBinary, []byte{0, 0, 0, 1}, "shorter than its 32-byte header"},
 		{"comfy text", true, websocket.MessageText, []byte(`[1]`), "comfydeploy text message"},

@@ -31,9 +31,15 @@ type Frame struct {
 }
 
 // Control is a text message of either protocol: on the native endpoint
-// hello, gap, live or error (wire.Type*; other types are passed on as they
-// come, for forward compatibility); on the ComfyDeploy endpoint the status
-// message (TypeStatus, with SID) or any other event by its name.
+// hello, gap, live, reset or error (wire.Type*; other types are passed on as
+// they come, for forward compatibility); on the ComfyDeploy endpoint the
+// status message (TypeStatus, with SID) or any other event by its name.
+//
+// A reset (Epoch, *Since and Message set; Conn.Next refuses one without
+// Since) says that the frames that follow are those after Since in stream
+// epoch Epoch: the sequences were not comparable with the resume point the
+// connection asked for, or the stream was recreated under it, so sequences
+// may start over below those received before.
 type Control struct {
 	wire.Control
 	// SID is the session id of a ComfyDeploy status message: the clientId

@@ -23,7 +23,7 @@ const (
 // StreamConfig configures a Stream.
 type StreamConfig struct {
 	// Config is the subscription. Its URL is used when URLs is empty; its
-	// Since or Last applies to the first connection only.
+	// Since (with Epoch) or Last applies to the first connection only.
 	Config
 
 	// URLs are the gateways, tried in order and round robin: every ended
@@ -51,11 +51,23 @@ type Handler func(ctx context.Context, m Message) error
 // messages; Resume may be called from any goroutine.
 //
 // On the native endpoint the Stream resumes each new connection with
-// since=<resume point>, where the resume point is the larger of the last
-// frame sequence handed to the Handler, the since of the last hello, and
-// the end (To) of the last gap handed to the Handler. Frames with a
-// sequence at or below the resume point are dropped, so the Handler never
-// sees a sequence twice or out of order. Gap controls are always handed on.
+// since=<resume point>&epoch=<epoch>, where the resume point is the larger
+// of the last frame sequence handed to the Handler, the since of the last
+// hello, and the end (To) of the last gap handed to the Handler, and the
+// epoch is the stream epoch those sequences belong to: Config.Epoch, else
+// the first hello's. Frames with a sequence at or below the resume point
+// are dropped, so within an epoch the Handler never sees a sequence twice
+// or out of order. Gap controls are always handed on.
+//
+// A reset control (wire.TypeReset) moves the Stream into the epoch it names
+// and sets the resume point to its Since, also downward: the stream's
+// sequences started over, and frames after Since follow and are handed on
+// even where their sequences were seen before. The reset itself is handed
+// to the Handler, so an application that keys anything by sequence can
+// start over too. A hello whose epoch differs from the Stream's changes
+// nothing: the gateway follows it with the reset that says where the
+// Stream now stands, and until it has, a new connection resumes from the
+// old position.
 //
 // ComfyDeploy frames carry no sequence, so on that endpoint a Stream can
 // neither resume nor de-duplicate: every reconnect sends the Since of the
@@ -70,6 +82,7 @@ type Stream struct {
 	mu       sync.Mutex
 	resume   uint64
 	resumeOK bool   // resume is set
+	epoch    string // the epoch of resume; "" while unknown
 	sid      string // ComfyDeploy clientId assigned by the gateway
 }
 
@@ -101,17 +114,21 @@ func NewStream(cfg StreamConfig) (*Stream, error) {
 	}
 	s := &Stream{cfg: cfg}
 	if cfg.Since != nil && !cfg.ComfyDeploy {
-		s.resume, s.resumeOK = *cfg.Since, true
+		s.resume, s.resumeOK, s.epoch = *cfg.Since, true, cfg.Epoch
 	}
 	return s, nil
 }
 
-// Resume returns the sequence the next connection would resume after, and
-// whether there is one yet. It is always false on the ComfyDeploy endpoint.
-func (s *Stream) Resume() (uint64, bool) {
+// Resume returns the sequence the next connection would resume after, the
+// stream epoch it belongs to ("" while the gateway has named none), and
+// whether there is a resume point yet; ok is always false on the ComfyDeploy
+// endpoint. Since and Epoch of a Config given these values pick up where
+// this Stream stands. Called from the Handler, it includes the message
+// being handled.
+func (s *Stream) Resume() (seq uint64, epoch string, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.resume, s.resumeOK
+	return s.resume, s.epoch, s.resumeOK
 }
 
 // handlerError marks an error returned by the Handler.
@@ -175,7 +192,7 @@ func (s *Stream) session(ctx context.Context, u string, h Handler) (got bool, er
 		}
 	} else if s.resumeOK {
 		since := s.resume
-		cfg.Since, cfg.Last = &since, 0
+		cfg.Since, cfg.Epoch, cfg.Last = &since, s.epoch, 0
 	}
 	s.mu.Unlock()
 
@@ -229,8 +246,20 @@ func (s *Stream) accept(m Message) bool {
 			if m.Type == TypeStatus && m.SID != "" && s.cfg.ClientID == "" {
 				s.sid = m.SID
 			}
-		case m.Type == wire.TypeHello && m.Since != nil:
-			s.advance(*m.Since)
+		case m.Type == wire.TypeHello:
+			if m.Epoch != "" && s.epoch != "" && m.Epoch != s.epoch {
+				// A reset follows; the old position stands until it does.
+				break
+			}
+			if m.Epoch != "" {
+				s.epoch = m.Epoch
+			}
+			if m.Since != nil {
+				s.advance(*m.Since)
+			}
+		case m.Type == wire.TypeReset:
+			// Conn.Next refuses a reset without since.
+			s.resume, s.resumeOK, s.epoch = *m.Since, true, m.Epoch
 		case m.Type == wire.TypeGap:
 			s.advance(m.To)
 		}

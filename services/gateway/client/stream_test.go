@@ -32,6 +32,10 @@ func (c *collector) handle(ctx context.Context, m Message) error {
 	case *Frame:
 		c.got = append(c.got, fmt.Sprintf("frame %d %s", m.Seq, m.Image))
 	case *Control:
+		if m.Type == wire.TypeReset {
+			c.got = append(c.got, fmt.Sprintf("reset %s %d %s", m.Epoch, *m.Since, m.Message))
+			break
+		}
 		c.got = append(c.got, fmt.Sprintf("%s %d..%d %s", m.Type, m.From, m.To, m.SID))
 	}
 	if c.stop(m) {
@@ -49,11 +53,15 @@ func (c *collector) run(t *testing.T, cfg StreamConfig, stop func(Message) bool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
+	// The timeout only bounds how long a stream that never reaches its stop
+	// takes to fail.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	c.cancel, c.stop = cancel, stop
 	if err := s.Run(ctx, c.handle); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run: got %v; want context.Canceled", err)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		t.Fatalf("Run: got %v; want context.Canceled (handled %q)", err, c.got)
 	}
 	return s, c.got
 }
@@ -107,8 +115,8 @@ func TestStreamResumesAndDeduplicates(t *testing.T) {
 	if q := g.request(t, 1).URL.RawQuery; q != "output_id=demo&since=3" {
 		t.Errorf("reconnect query got %q; want output_id=demo&since=3", q)
 	}
-	if seq, ok := s.Resume(); seq != 5 || !ok {
-		t.Errorf("Resume got %d, %v; want 5, true", seq, ok)
+	if seq, epoch, ok := s.Resume(); seq != 5 || epoch != "" || !ok {
+		t.Errorf("Resume got %d, %q, %v; want 5, no epoch, true", seq, epoch, ok)
 	}
 }
 
@@ -173,7 +181,7 @@ func TestStreamComfyDeployKeepsAssignedID(t *testing.T) {
 	if q := g.request(t, 1).URL.RawQuery; q != "clientId=gen-0" {
 		t.Errorf("reconnect query got %q; want clientId=gen-0", q)
 	}
-	if _, ok := s.Resume(); ok {
+	if _, _, ok := s.Resume(); ok {
 		t.Error("Resume reported a sequence on the comfydeploy endpoint")
 	}
 }
