@@ -34,6 +34,8 @@ func TestParseErrors(t *testing.T) {
 		{"tail since", []string{"tail", "--output-id", "o", "--since", "-1"}, `--since "-1"; allowed: a stream sequence`},
 		{"tail since and last", []string{"tail", "--output-id", "o", "--since", "1", "--last", "2"}, "allowed: one of them"},
 		{"tail last", []string{"tail", "--output-id", "o", "--last", "-2"}, "--last -2; allowed: a positive number"},
+		{"tail epoch without since", []string{"tail", "--output-id", "o", "--epoch", "e1"}, `--epoch "e1" without --since; allowed: --epoch only with the --since sequence`},
+		{"tail epoch with last", []string{"tail", "--output-id", "o", "--epoch", "e1", "--last", "3"}, `--epoch "e1" without --since`},
 		{"tail last comfy", []string{"tail", "--comfydeploy", "--last", "2"}, "--last does not apply to --comfydeploy"},
 		{"tail count", []string{"tail", "--output-id", "o", "--count", "-1"}, "--count -1; allowed"},
 		{"tail url", []string{"tail", "--output-id", "o", "--gateway-url", "tcp://h"}, `scheme "tcp"; allowed: http, https, ws, wss`},

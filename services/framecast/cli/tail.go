@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +24,7 @@ type tailConfig struct {
 	OutputID    string
 	ClientID    string
 	Since       *uint64
+	Epoch       string
 	Last        int
 	Token       string
 	Out         string
@@ -37,14 +40,16 @@ func parseTail(args []string, stderr io.Writer) (tailConfig, error) {
 	fs.StringVar(&c.OutputID, "output-id", "", "output id to watch (required on the native endpoint; with --comfydeploy it filters)")
 	fs.StringVar(&c.ClientID, "client-id", "", "client id whose targeted frames to receive besides broadcast ones")
 	fs.StringVar(&since, "since", "", "start after this stream sequence (replays newer frames)")
+	fs.StringVar(&c.Epoch, "epoch", "", "the stream epoch --since was taken from (printed with hello and reset); needs --since")
 	fs.IntVar(&c.Last, "last", 0, "start with the last N frames")
 	fs.StringVar(&c.Token, "token", "", "bearer token (a JWT) for the gateway")
-	fs.StringVar(&c.Out, "out", "", "folder to save images to as <seq>.<ext> (comfydeploy: <n>.<ext>)")
+	fs.StringVar(&c.Out, "out", "", "folder to save images to as <seq>.<ext> (after a reset, in a folder epoch-<epoch>; comfydeploy: <n>.<ext>)")
 	fs.BoolVar(&c.ComfyDeploy, "comfydeploy", false, "use the ComfyDeploy-compatible endpoint /comfyui-deploy/ws (no sequences: no resume)")
 	fs.IntVar(&c.Count, "count", 0, "exit after N frames; 0 runs until interrupted")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: framecast tail --output-id ID [flags]\n\n"+
-			"Prints one line per frame and every gap; reconnects with backoff and resumes.\n\n")
+			"Prints one line per frame and per control message (hello, gap, live, reset);\n"+
+			"reconnects with backoff and resumes with since and epoch.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := parse(fs, args, stderr); err != nil {
@@ -73,6 +78,8 @@ func parseTail(args []string, stderr io.Writer) (tailConfig, error) {
 		c.Since = &n
 	}
 	switch {
+	case c.Epoch != "" && c.Since == nil:
+		return c, usagef("--epoch %q without --since; allowed: --epoch only with the --since sequence it belongs to", c.Epoch)
 	case c.Last < 0:
 		return c, usagef("--last %d; allowed: a positive number of frames", c.Last)
 	case c.Last > 0 && c.Since != nil:
@@ -101,7 +108,7 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := client.StreamConfig{
 		Config: client.Config{
 			OutputID: c.OutputID, ClientID: c.ClientID, Token: c.Token,
-			Since: c.Since, Last: c.Last, ComfyDeploy: c.ComfyDeploy,
+			Since: c.Since, Epoch: c.Epoch, Last: c.Last, ComfyDeploy: c.ComfyDeploy,
 		},
 		URLs: c.GatewayURLs,
 		OnDisconnect: func(url string, err error, wait time.Duration) {
@@ -113,18 +120,30 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usagef("%v", err)
 	}
 	n := 0
+	// Images are saved in out. Sequences start over after a reset, so once
+	// out holds a frame, a reset moves saving to a folder of the new epoch
+	// and no file of another epoch is overwritten.
+	out, saved := c.Out, false
 	err = s.Run(ctx, func(ctx context.Context, m client.Message) error {
 		switch m := m.(type) {
 		case *client.Frame:
 			n++
-			if err := printFrame(stdout, m, n, c.Out); err != nil {
+			if err := printFrame(stdout, m, n, out); err != nil {
 				return err
 			}
+			saved = out != ""
 			if c.Count > 0 && n >= c.Count {
 				return errCountReached
 			}
 		case *client.Control:
 			printControl(stdout, m)
+			if m.Type == wire.TypeReset && saved {
+				out, saved = filepath.Join(c.Out, epochDir(m.Epoch)), false
+				if err := os.MkdirAll(out, 0o755); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "saving to %s\n", out)
+			}
 		}
 		return nil
 	})
@@ -173,7 +192,14 @@ func printControl(w io.Writer, c *client.Control) {
 		if c.Since != nil {
 			since = "after seq " + strconv.FormatUint(*c.Since, 10)
 		}
-		fmt.Fprintf(w, "hello: gateway %s, output %s, client %s, starting %s\n", orDash(c.Gateway), orDash(c.OutputID), orDash(c.ClientID), since)
+		epoch := ""
+		if c.Epoch != "" {
+			epoch = ", epoch " + c.Epoch
+		}
+		fmt.Fprintf(w, "hello: gateway %s, output %s, client %s, starting %s%s\n", orDash(c.Gateway), orDash(c.OutputID), orDash(c.ClientID), since, epoch)
+	case wire.TypeReset:
+		// Conn.Next refuses a reset without since.
+		fmt.Fprintf(w, "reset: epoch %s, starting after seq %d (sequences start over): %s\n", orDash(c.Epoch), *c.Since, orDash(c.Message))
 	case wire.TypeGap:
 		fmt.Fprintf(w, "gap: frames %d..%d are past the stream's window and lost\n", c.From, c.To)
 	case wire.TypeLive:
@@ -189,6 +215,28 @@ func printControl(w io.Writer, c *client.Control) {
 	default:
 		fmt.Fprintf(w, "%s message\n", c.Type)
 	}
+}
+
+// epochDir names the folder for the images of an epoch: "epoch-" and the
+// epoch, with every byte but [A-Za-z0-9_-] escaped as %XX, so that no epoch
+// names a path outside --out; a long one "epoch.sha256-" and the start of
+// its SHA-256 instead (no escaped name has a dot).
+func epochDir(epoch string) string {
+	const maxName = 100
+	var b []byte
+	for i := 0; i < len(epoch); i++ {
+		switch c := epoch[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
+			b = append(b, c)
+		default:
+			b = fmt.Appendf(b, "%%%02X", c)
+		}
+	}
+	if len(b) > maxName {
+		sum := sha256.Sum256([]byte(epoch))
+		return "epoch.sha256-" + hex.EncodeToString(sum[:16])
+	}
+	return "epoch-" + string(b)
 }
 
 func orDash(s string) string {
