@@ -113,7 +113,7 @@ const pageHarness = `(async (opts) => {
   const t = { events: [], frames: [] };
   window.__t = t;
   const c = new m.FramecastClient(opts);
-  for (const k of ["state", "open", "hello", "status", "live", "gap", "close", "reconnect", "error", "control"]) {
+  for (const k of ["state", "open", "hello", "status", "live", "gap", "reset", "close", "reconnect", "error", "control"]) {
     c.addEventListener(k, (e) => t.events.push({ event: k, ...e.detail }));
   }
   c.addEventListener("frame", async (e) => {
@@ -145,6 +145,7 @@ type pageEvent struct {
 	To     uint64 `json:"to"`
 	Seq    uint64 `json:"seq"`
 	Since  uint64 `json:"since"`
+	Epoch  string `json:"epoch"`
 	SID    string `json:"sid"`
 	Msg    string `json:"message"`
 }
@@ -287,6 +288,128 @@ func TestClientResumesAcrossGateways(t *testing.T) {
 	// Refused access is final: no reconnect is pending.
 	if pending := webtest.Eval[bool](page, `window.__client.timer !== null || window.__client.ws !== null`); pending {
 		t.Error("client still holds a socket or a reconnect timer after 1008")
+	}
+}
+
+// TestClientEpochAndReset resumes with since and epoch, keeps its position
+// when a connection drops between a hello of another epoch and its reset,
+// follows a reset right after hello and one in the middle of a connection
+// (the stream recreated under it) to lower sequences without taking them
+// for duplicates, and resumes in the reset's epoch.
+func TestClientEpochAndReset(t *testing.T) {
+	browser := webtest.Browser(t)
+	s := newScripted(t)
+	png := encodeImage(t, frame.PNG, 8, 4)
+	native := func(seq uint64) []byte {
+		return wire.EncodeNative(wire.HeaderOf(seq, frame.Meta{OutputID: "x", Format: frame.PNG, Width: 8, Height: 4, BatchSize: 1}), png)
+	}
+	queries := make(chan string, 4)
+	script := func(msgs ...any) func(context.Context, *websocket.Conn, url.Values) {
+		return func(ctx context.Context, c *websocket.Conn, q url.Values) {
+			queries <- q.Encode()
+			for _, m := range msgs {
+				switch m := m.(type) {
+				case wire.Control:
+					send(ctx, t, c, websocket.MessageText, control(m))
+				case uint64:
+					send(ctx, t, c, websocket.MessageBinary, native(m))
+				case int:
+					c.Close(websocket.StatusCode(m), "draining")
+					return
+				}
+			}
+			c.Read(ctx) // until the client closes
+		}
+	}
+	hello := func(since uint64, epoch string) wire.Control {
+		return wire.Control{Type: wire.TypeHello, OutputID: "x", Since: new(since), Epoch: epoch}
+	}
+	reset := func(since uint64, epoch, msg string) wire.Control {
+		return wire.Control{Type: wire.TypeReset, Since: new(since), Epoch: epoch, Message: msg}
+	}
+	s.play(script(hello(5, "e1"), uint64(6), uint64(7), wire.CloseGoingAway))
+	s.play(script(hello(9, "e2"), wire.CloseGoingAway))
+	s.play(script(hello(7, "e2"), reset(0, "e2", "other epoch"), uint64(1), uint64(2),
+		reset(1, "e3", "recreated"), uint64(1), uint64(2), wire.CloseGoingAway))
+	s.play(script(hello(2, "e3"), uint64(2), uint64(3)))
+
+	page := webtest.Open(t, browser, s.srv.URL+"/")
+	startClient(t, page, map[string]any{"urls": s.srv.URL, "outputId": "x", "since": 5, "epoch": "e1", "backoffBase": 20})
+	page.Wait(`window.__t.frames.some((f) => f.seq === 3) && window.__t.frames.every((f) => f.decoded)`, `JSON.stringify(window.__t)`)
+
+	for i, want := range []string{"epoch=e1&output_id=x&since=5", "epoch=e1&output_id=x&since=7", "epoch=e1&output_id=x&since=7", "epoch=e3&output_id=x&since=2"} {
+		if got := <-queries; got != want {
+			t.Errorf("connection %d query %q; want %q", i+1, got, want)
+		}
+	}
+	var got []string
+	for _, f := range frames(page) {
+		got = append(got, fmt.Sprintf("%d %s", *f.Seq, f.Decoded))
+	}
+	if got, want := strings.Join(got, ", "), "6 8x4, 7 8x4, 1 8x4, 2 8x4, 2 8x4, 3 8x4"; got != want {
+		t.Errorf("frames %q; want %q", got, want)
+	}
+	var resets []string
+	for _, e := range findEvents(events(page), "reset") {
+		resets = append(resets, fmt.Sprintf("%s %d %s", e.Epoch, e.Since, e.Msg))
+	}
+	if got, want := strings.Join(resets, ", "), "e2 0 other epoch, e3 1 recreated"; got != want {
+		t.Errorf("reset events %q; want %q", got, want)
+	}
+	position(t, page, "e3 3")
+}
+
+// position checks the client's epoch and last seq ("<epoch> <seq>"), then
+// closes it.
+func position(t *testing.T, page *webtest.Page, want string) {
+	t.Helper()
+	if got := webtest.Eval[string](page, `window.__client.epoch + " " + window.__client.lastSeq`); got != want {
+		t.Errorf("client epoch and last seq %q; want %q", got, want)
+	}
+	webtest.Eval[bool](page, `(window.__client.close(), true)`)
+}
+
+// TestClientRefusesResetWithoutSince reports a reset it cannot follow as an
+// error and keeps its position.
+func TestClientRefusesResetWithoutSince(t *testing.T) {
+	browser := webtest.Browser(t)
+	s := newScripted(t)
+	s.play(func(ctx context.Context, c *websocket.Conn, q url.Values) {
+		send(ctx, t, c, websocket.MessageText, control(wire.Control{Type: wire.TypeHello, Since: new(uint64(4)), Epoch: "e1"}))
+		send(ctx, t, c, websocket.MessageText, []byte(`{"type":"reset","epoch":"e2"}`))
+		send(ctx, t, c, websocket.MessageText, control(wire.Control{Type: wire.TypeLive, Seq: new(uint64(4))}))
+		c.Read(ctx)
+	})
+	page := webtest.Open(t, browser, s.srv.URL+"/")
+	startClient(t, page, map[string]any{"urls": s.srv.URL, "outputId": "x"})
+	page.Wait(`window.__t.events.some((e) => e.event === "live")`, `JSON.stringify(window.__t)`)
+	errs := findEvents(events(page), "error")
+	if len(errs) != 1 || errs[0].Msg != `malformed message: reset to epoch "e2" has no since` {
+		t.Errorf("error events %+v; want one saying the reset has no since", errs)
+	}
+	position(t, page, "e1 4")
+}
+
+// TestViewerLogsReset: the viewer page logs a reset and shows the frames
+// after it.
+func TestViewerLogsReset(t *testing.T) {
+	browser := webtest.Browser(t)
+	s := newScripted(t)
+	png := encodeImage(t, frame.PNG, 8, 4)
+	s.play(func(ctx context.Context, c *websocket.Conn, q url.Values) {
+		send(ctx, t, c, websocket.MessageText, control(wire.Control{Type: wire.TypeHello, Since: new(uint64(9)), Epoch: "e1"}))
+		send(ctx, t, c, websocket.MessageText, control(wire.Control{Type: wire.TypeReset, Since: new(uint64(0)), Epoch: "e2", Message: "recreated"}))
+		send(ctx, t, c, websocket.MessageBinary, wire.EncodeNative(wire.HeaderOf(1, frame.Meta{OutputID: "x", Format: frame.PNG, Width: 8, Height: 4, BatchSize: 1}), png))
+		c.Read(ctx)
+	})
+	page := webtest.Open(t, browser, s.srv.URL+"/?output_id=x&autoconnect=1")
+	page.Wait(`window.__frames.length === 1 && window.__log.some((l) => l.kind === "reset")`, `JSON.stringify(window.__log)`)
+	got := webtest.Eval[string](page, `JSON.stringify(window.__log.find((l) => l.kind === "reset").detail)`)
+	if want := `{"epoch":"e2","since":0,"message":"recreated"}`; got != want {
+		t.Errorf("logged reset %s; want %s", got, want)
+	}
+	if seq := webtest.Eval[int](page, `window.__frames[0].seq`); seq != 1 {
+		t.Errorf("frame shown has seq %d; want 1", seq)
 	}
 }
 

@@ -192,6 +192,9 @@ func TestHelpersInBrowser(t *testing.T) {
 		{"native http", "http://gw:8080", `{outputId: "o", clientId: "c"}`, "ws://gw:8080/v1/ws?output_id=o&client_id=c"},
 		{"native https with prefix and since", "https://gw/edge/", `{outputId: "a b", since: 42, last: 3, token: "t.k"}`, "wss://gw/edge/v1/ws?output_id=a+b&since=42&token=t.k"},
 		{"native last", "ws://gw", `{outputId: "o", last: 5}`, "ws://gw/v1/ws?output_id=o&last=5"},
+		{"native since and epoch", "http://gw", `{outputId: "o", since: 0, epoch: "2026-11-30T19:53:55Z &x"}`, "ws://gw/v1/ws?output_id=o&since=0&epoch=2026-11-30T19%3A53%3A55Z+%26x"},
+		{"epoch only with since", "http://gw", `{outputId: "o", last: 2, epoch: "e1"}`, "ws://gw/v1/ws?output_id=o&last=2"},
+		{"comfydeploy since and epoch", "http://gw", `{endpoint: "comfydeploy", clientId: "c1", since: 3, epoch: "e1"}`, "ws://gw/comfyui-deploy/ws?clientId=c1&since=3&epoch=e1"},
 		{"comfydeploy", "https://gw", `{endpoint: "comfydeploy", clientId: "c1", token: "t"}`, "wss://gw/comfyui-deploy/ws?clientId=c1&token=t"},
 		{"relative to the page", "/", `{outputId: "o"}`, strings.Replace(srv.URL, "http://", "ws://", 1) + "/v1/ws?output_id=o"},
 		{"bad scheme", "ftp://gw", `{outputId: "o"}`, "error: gateway URL ftp://gw has scheme ftp:; allowed: http, https, ws, wss"},
@@ -206,11 +209,30 @@ func TestHelpersInBrowser(t *testing.T) {
 		})
 	}
 
+	refusals := []struct {
+		name, opts, want string
+	}{
+		{"no urls", `{urls: [], outputId: "o"}`, "urls is empty"},
+		{"no output id", `{urls: "http://gw"}`, "outputId is required for the native endpoint"},
+		{"bad scheme", `{urls: "ftp://gw", outputId: "o"}`, "gateway URL ftp://gw has scheme ftp:"},
+		{"bad endpoint", `{urls: "http://gw", endpoint: "sse", outputId: "o"}`, `endpoint "sse" is unknown`},
+		{"epoch without since", `{urls: "http://gw", outputId: "o", epoch: "e1"}`, "epoch is set without since"},
+	}
+	for _, tt := range refusals {
+		t.Run("FramecastClient refuses "+tt.name, func(t *testing.T) {
+			expr := fmt.Sprintf(`import("/framecast.js").then((m) => { try { new m.FramecastClient(%s); return "no error"; } catch (e) { return "error: " + e.message; } })`, tt.opts)
+			if got := webtest.Eval[string](page, expr); !strings.HasPrefix(got, "error: "+tt.want) {
+				t.Errorf("got %s; want an error starting %q", got, tt.want)
+			}
+		})
+	}
+
 	controls := []struct {
 		name, text, want string
 	}{
 		{"hello", string(wire.EncodeControl(wire.Control{Type: wire.TypeHello, Gateway: "g1", OutputID: "o", Since: new(uint64(7))})), `{"type":"hello","gateway":"g1","output_id":"o","since":7}`},
 		{"gap", string(wire.EncodeControl(wire.Control{Type: wire.TypeGap, From: 3, To: 9})), `{"type":"gap","from":3,"to":9}`},
+		{"reset", string(wire.EncodeControl(wire.Control{Type: wire.TypeReset, Epoch: "e2", Since: new(uint64(0)), Message: "m"})), `{"type":"reset","since":0,"epoch":"e2","message":"m"}`},
 		{"live at 0", string(wire.EncodeControl(wire.Control{Type: wire.TypeLive, Seq: new(uint64(0))})), `{"type":"live","seq":0}`},
 		{"status", string(wire.Status("sid-1")), `{"event":"status","data":{"sid":"sid-1"},"type":"status"}`},
 		{"no type", `{"from":1}`, "error: malformed message: control message has no type"},

@@ -10,8 +10,11 @@
 // resumable) and ComfyDeploy-compatible (/comfyui-deploy/ws, the seed node's
 // 32-byte frames). On a lost connection it reconnects with exponential backoff
 // and full jitter, moving round robin across the gateway URLs, and resumes
-// with since=<last seq seen> so no frame in the stream's window is lost; frames
-// seen twice (by seq) are dropped.
+// with since=<last seq seen>&epoch=<its stream epoch> so no frame in the
+// stream's window is lost; frames seen twice (by seq) are dropped. A reset
+// from the gateway (the resume point is of another epoch, or the stream was
+// recreated) moves the client to the epoch and sequence it names, even to
+// lower sequences, which are then not taken for duplicates.
 
 /** Image type numbers of the ComfyDeploy frame, and their media types. */
 export const IMAGE_TYPES = Object.freeze({ 1: "image/jpeg", 2: "image/png", 3: "image/webp" });
@@ -98,7 +101,7 @@ export function decodeComfy(data) {
 
 /**
  * Parses a text (control) message. Native messages have a "type" (hello,
- * gap, live, error); the ComfyDeploy endpoint's first message is
+ * gap, live, reset, error); the ComfyDeploy endpoint's first message is
  * {"event":"status","data":{"sid":...}}, returned with type "status".
  * Throws an Error when the text is not a JSON object with a type or event.
  */
@@ -121,7 +124,7 @@ export function decodeControl(text) {
  * Returns the websocket URL for one gateway. base is an http(s) or ws(s) URL
  * of the gateway (a path prefix is kept; relative URLs resolve against the
  * page). opts: {endpoint: "native"|"comfydeploy", outputId, clientId, since,
- * last, token}. since wins over last.
+ * epoch, last, token}. since wins over last; epoch is sent only with since.
  */
 export function socketURL(base, opts) {
   const loc = globalThis.location ? globalThis.location.href : undefined;
@@ -146,8 +149,12 @@ export function socketURL(base, opts) {
   } else {
     throw new Error(`endpoint ${JSON.stringify(endpoint)} is unknown; allowed: native, comfydeploy`);
   }
-  if (opts.since != null) q.set("since", String(opts.since));
-  else if (opts.last != null) q.set("last", String(opts.last));
+  if (opts.since != null) {
+    q.set("since", String(opts.since));
+    if (opts.epoch) q.set("epoch", String(opts.epoch));
+  } else if (opts.last != null) {
+    q.set("last", String(opts.last));
+  }
   if (opts.token) q.set("token", opts.token);
   u.search = q.toString();
   u.hash = "";
@@ -168,6 +175,7 @@ const DEFAULTS = Object.freeze({
   clientId: "",
   token: "",
   since: null,
+  epoch: null,
   last: null,
   reconnect: true,
   backoffBase: 250,
@@ -182,10 +190,13 @@ const DEFAULTS = Object.freeze({
  *
  *   state      {state}  "connecting" | "open" | "reconnecting" | "closed"
  *   open       {url}
- *   hello      the native hello message {type, gateway, output_id, client_id, since}
+ *   hello      the native hello message {type, gateway, output_id, client_id, since, epoch}
  *   status     {sid}    (ComfyDeploy endpoint's first message)
  *   live       {seq}    replay has ended; live frames follow
  *   gap        {from, to} frames from..to were past the stream's window
+ *   reset      {epoch, since, message} the stream is now in epoch, and the
+ *              frames after since follow: sequences started over, so they
+ *              may be lower than those seen before
  *   frame      {seq, outputId, clientId, contentType, width, height,
  *               batchIndex, batchSize, ts, bytes, blob, url, header, gateway}
  *              (ComfyDeploy frames have seq null and no size or timestamp)
@@ -206,6 +217,8 @@ const DEFAULTS = Object.freeze({
  *   token        JWT, sent as the token= query parameter
  *   since, last  where the first connection starts (since wins); later
  *                connections resume after the last sequence seen
+ *   epoch        the stream epoch since was taken from (a hello's or a
+ *                reset's epoch); only with since
  *   reconnect    reconnect after a lost connection (default true)
  *   backoffBase  first backoff cap in ms (default 250)
  *   backoffMax   largest backoff cap in ms (default 15000)
@@ -219,13 +232,18 @@ export class FramecastClient extends EventTarget {
     const urls = typeof o.urls === "string" ? [o.urls] : Array.from(o.urls || []);
     if (urls.length === 0) throw new Error("urls is empty; give at least one gateway base URL");
     if (o.endpoint === "native" && !o.outputId) throw new Error("outputId is required for the native endpoint");
+    if (o.epoch != null && o.epoch !== "" && o.since == null) {
+      throw new Error("epoch is set without since; give it only with the since it belongs to");
+    }
     // Build each URL once so a bad base or endpoint fails here, not on a retry.
     for (const u of urls) socketURL(u, o);
     this.options = o;
     this.urls = urls;
     this.WebSocket = o.WebSocket || globalThis.WebSocket;
-    /** Highest sequence seen (frames, hello.since, live, gap); null before any. */
+    /** Highest sequence seen (frames, hello.since, live, gap) since the last reset; null before any. */
     this.lastSeq = o.since != null ? Number(o.since) : null;
+    /** The stream epoch of lastSeq (options.epoch, a hello's or a reset's); null while unknown. */
+    this.epoch = o.since != null && o.epoch ? String(o.epoch) : null;
     this.state = "closed";
     this.attempt = 0;
     this.urlIndex = 0;
@@ -259,11 +277,11 @@ export class FramecastClient extends EventTarget {
   /** The URL the next connection goes to. */
   currentURL() {
     const o = this.options;
-    let start = this.lastSeq != null ? { since: this.lastSeq, last: null } : { since: null, last: o.last };
+    let start = this.lastSeq != null ? { since: this.lastSeq, epoch: this.epoch, last: null } : { since: null, epoch: null, last: o.last };
     if (o.endpoint === "comfydeploy" && this.frames > 0) {
       // ComfyDeploy frames carry no seq: a reconnect cannot resume, and
       // repeating the first since would replay what was already delivered.
-      start = { since: null, last: null };
+      start = { since: null, epoch: null, last: null };
     }
     return socketURL(this.urls[this.urlIndex % this.urls.length], { ...o, ...start });
   }
@@ -341,6 +359,19 @@ export class FramecastClient extends EventTarget {
     }, delay);
   }
 
+  // reset moves to the epoch and resume point a reset message names, even
+  // downward: the sequences started over, so de-duplication starts over too.
+  reset(m) {
+    if (!Number.isSafeInteger(m.since) || m.since < 0) {
+      throw new Error(`malformed message: reset to epoch ${JSON.stringify(m.epoch ?? "")} has no since`);
+    }
+    this.epoch = m.epoch ? String(m.epoch) : null;
+    this.lastSeq = m.since;
+    this.floor = m.since;
+    this.seen.clear();
+    this.emit("reset", { epoch: this.epoch, since: m.since, message: m.message || "" });
+  }
+
   advance(seq) {
     if (typeof seq === "number" && Number.isFinite(seq) && (this.lastSeq == null || seq > this.lastSeq)) {
       this.lastSeq = seq;
@@ -354,8 +385,17 @@ export class FramecastClient extends EventTarget {
         // A connection that delivered its hello is healthy: the next failure
         // starts the backoff over.
         this.attempt = 0;
-        this.advance(m.since);
+        // A hello of another epoch than ours is followed by the reset that
+        // says where we stand; until then (should the connection drop) the
+        // old position stands.
+        if (!m.epoch || this.epoch == null || m.epoch === this.epoch) {
+          if (m.epoch) this.epoch = String(m.epoch);
+          this.advance(m.since);
+        }
         this.emit("hello", m);
+        break;
+      case "reset":
+        this.reset(m);
         break;
       case "status":
         this.attempt = 0;
