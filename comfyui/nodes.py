@@ -52,8 +52,22 @@ class FramecastImageOutput:
     )
 
     @classmethod
-    def VALIDATE_INPUTS(cls, output_id=None, file_type=None, quality=None, client_id=None):
-        # ComfyUI leaves out inputs that come from links; run() checks them.
+    def VALIDATE_INPUTS(cls, output_id=None, *, images=None, file_type=None, quality=None, client_id=None):
+        """Check the inputs before ComfyUI queues the prompt.
+
+        Only output_id is a positional parameter, on purpose. ComfyUI from
+        2023-12-28 on passes only the inputs named by
+        inspect.getfullargspec(VALIDATE_INPUTS).args and repeats a failure
+        under each of them, so naming one input shows its message once,
+        under output_id; it checks file_type and quality against
+        INPUT_TYPES itself, and run() checks client_id. A **kwargs
+        parameter would make ComfyUI of 2024-08 on pass every input and
+        repeat the message under each.
+
+        ComfyUI of 2023-09-07 to 2023-12-28 passes every input as a keyword
+        argument, linked ones such as images as None; the keyword-only
+        parameters take them, and the ones given are checked too.
+        """
         try:
             if output_id is not None:
                 publish.validate_output_id(output_id)

@@ -238,21 +238,26 @@ def pixels(images):
     raise ValueError(f"images has element type {arr.dtype}; allowed: float (0..1) or uint8 (0..255)")
 
 
-def images_url(settings, output_id, client_id, file_type, quality, shape, dtype):
-    """Return the POST URL for a raw-pixel batch of the given shape and dtype."""
+def images_url(settings, output_id, client_id, file_type, quality, shape, dtype, part=None):
+    """Return the POST URL for a raw-pixel batch of the given shape and dtype.
+
+    part, when set, is (offset, total): the request carries frames
+    offset.. of a batch of total sent in several requests.
+    """
     batch, height, width, channels = shape
-    query = urllib.parse.urlencode(
-        [
-            ("client_id", client_id),
-            ("file_type", file_type.lower()),
-            ("quality", str(quality)),
-            ("width", str(width)),
-            ("height", str(height)),
-            ("channels", str(channels)),
-            ("dtype", "uint8" if dtype == np.uint8 else "float32"),
-            ("batch", str(batch)),
-        ]
-    )
+    params = [
+        ("client_id", client_id),
+        ("file_type", file_type.lower()),
+        ("quality", str(quality)),
+        ("width", str(width)),
+        ("height", str(height)),
+        ("channels", str(channels)),
+        ("dtype", "uint8" if dtype == np.uint8 else "float32"),
+        ("batch", str(batch)),
+    ]
+    if part is not None:
+        params += [("batch_offset", str(part[0])), ("batch_total", str(part[1]))]
+    query = urllib.parse.urlencode(params)
     path = "/v1/outputs/" + urllib.parse.quote(output_id, safe="") + "/images"
     return settings.url + path + "?" + query
 
@@ -268,13 +273,15 @@ def publish(images, output_id, client_id="", file_type="WEBP", quality=DEFAULT_Q
 
     Every input is validated before any request (ValueError). A batch whose
     body would exceed settings.max_body_bytes is sent in several requests
-    of whole images, in order; batch_index in the answer is then the index
-    in the whole batch. A connection error, or a 503 from a producer that
-    lost its broker, is retried once with the same Idempotency-Key (derived
-    from a fresh uuid4 unless idempotency_key is given), so a retry never
-    publishes twice. A refusal or a failed retry raises ProducerError,
-    which says which frames of the batch were already published. settings
-    defaults to Settings.from_env().
+    of whole images, in order, each placed in the batch with batch_offset
+    and batch_total: the frames are published as one batch, and
+    batch_index, in the answer as on the wire, is the index in the whole
+    batch. A connection error, or a 503 from a producer that lost its
+    broker, is retried once with the same Idempotency-Key (a fresh uuid4
+    unless idempotency_key is given; one key serves every request of a
+    batch), so a retry never publishes twice. A refusal or a failed retry
+    raises ProducerError, which says which frames of the batch were
+    already published. settings defaults to Settings.from_env().
     """
     output_id = validate_output_id(output_id)
     client_id = validate_client_id(client_id)
@@ -290,28 +297,24 @@ def publish(images, output_id, client_id="", file_type="WEBP", quality=DEFAULT_Q
     key = idempotency_key or str(uuid.uuid4())
     per_request = max(1, min(MAX_BATCH, settings.max_body_bytes // arr[0].nbytes))
     starts = range(0, total, per_request)
-    for n, start in enumerate(starts):
+    split = len(starts) > 1
+    for start in starts:
         part = arr[start:start + per_request]
-        url = images_url(settings, output_id, client_id, file_type, quality, part.shape, part.dtype)
-        part_key = key if len(starts) == 1 else f"{key}/{n}"
+        # A single request leaves batch_offset and batch_total out, so
+        # producers that predate them still take it.
+        url = images_url(settings, output_id, client_id, file_type, quality, part.shape, part.dtype,
+                         part=(start, total) if split else None)
         try:
-            frames = _post(settings, url, part, part_key)
+            frames = _post(settings, url, part, key)
         except ProducerError as err:
-            # err.published indexes this request's frames; make it the
-            # batch's: every frame stored so far, with its batch_index.
-            for frame in err.published:
-                if isinstance(frame, dict) and isinstance(frame.get("batch_index"), int):
-                    frame["batch_index"] += start
+            # Every frame of the batch stored so far, with its batch_index.
             published = err.published = answer["frames"] + err.published
-            if published and len(starts) > 1:
+            if published and split:
                 err.args = (
                     f"{err}; frames 0..{len(published) - 1} of the batch of {total} were published "
                     f"(seq {published[0].get('seq')}..{published[-1].get('seq')})",
                 )
             raise
-        for frame in frames:
-            if isinstance(frame.get("batch_index"), int):
-                frame["batch_index"] += start
         answer["frames"].extend(frames)
     return answer
 

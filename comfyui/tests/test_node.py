@@ -5,6 +5,8 @@ builds it), else it is built once with ``go build`` into a temporary
 directory. Each producer runs with embedded NATS and its own store.
 """
 
+import base64
+import hashlib
 import http.client
 import importlib.util
 import json
@@ -22,6 +24,8 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+import comfy_validation as comfy
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = REPO / "comfyui"
@@ -69,25 +73,31 @@ def free_port():
 
 _built_dir = None
 
+# The binaries the tests run: name -> (variable naming a built one, package).
+BINARIES = {
+    "producer": ("FRAMECAST_PRODUCER_BIN", "./services/producer/cmd/producer"),
+    "framecast": ("FRAMECAST_BIN", "./services/framecast/cmd/framecast"),
+}
 
-def producer_binary():
-    """Path of the producer binary: FRAMECAST_PRODUCER_BIN, or one built now."""
+
+def binary(name):
+    """Path of a framecast binary: the one its variable names, or one built now."""
     global _built_dir
-    path = os.environ.get("FRAMECAST_PRODUCER_BIN")
+    variable, package = BINARIES[name]
+    path = os.environ.get(variable)
     if path:
         return path
     if _built_dir is None:
-        _built_dir = tempfile.mkdtemp(prefix="framecast-producer-bin-")
+        _built_dir = tempfile.mkdtemp(prefix="framecast-bin-")
+    path = os.path.join(_built_dir, name)
+    if not os.path.exists(path):
         env = dict(os.environ, CGO_ENABLED="0")
-        subprocess.run(
-            ["go", "build", "-o", os.path.join(_built_dir, "producer"), "./services/producer/cmd/producer"],
-            cwd=REPO, env=env, check=True,
-        )
-    return os.path.join(_built_dir, "producer")
+        subprocess.run(["go", "build", "-o", path, package], cwd=REPO, env=env, check=True)
+    return path
 
 
 def _die_with_parent():
-    """Ask Linux to stop the producer when the test process dies."""
+    """Ask Linux to stop the process when the test process dies."""
     try:
         import ctypes
         import signal
@@ -97,46 +107,48 @@ def _die_with_parent():
         pass
 
 
-class Producer:
-    """A producer process with embedded NATS on free ports and a temporary store.
+class Service:
+    """A framecast process listening on a free port, with a temporary folder.
 
-    With embedded=False it gets a NATS URL nothing listens on, so it serves
-    HTTP but never becomes ready; it is awaited on /healthz instead.
+    args(dir, port) gives its command line; it is awaited on ready_path.
     """
 
-    def __init__(self, *extra_args, embedded=True):
+    def __init__(self, args, ready_path="/readyz"):
+        self.ready_path = ready_path
+        # A free port can be taken by another process before the service
+        # binds it; then it starts again on new ports.
+        for attempt in range(3):
+            self._start(args)
+            try:
+                self._wait_ready()
+                return
+            except BaseException:
+                in_use = "address already in use" in self.output()
+                self.stop()
+                if not in_use or attempt == 2:
+                    raise
+
+    def _start(self, args):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.dir = tempfile.mkdtemp(prefix="framecast-producer-")
-        self.log_path = os.path.join(self.dir, "producer.log")
-        args = [
-            producer_binary(),
-            "--listen", f"127.0.0.1:{self.port}",
-            "--nats-url", f"nats://127.0.0.1:{free_port()}",
-            *(["--embedded-nats", "--store-dir", os.path.join(self.dir, "store")] if embedded else []),
-            *extra_args,
-        ]
-        self.ready_path = "/readyz" if embedded else "/healthz"
+        self.dir = tempfile.mkdtemp(prefix="framecast-service-")
+        self.log_path = os.path.join(self.dir, "service.log")
         self.log = open(self.log_path, "wb")
         # Empty FRAMECAST_* variables so the caller's environment cannot
-        # change the producer's configuration.
+        # change the service's configuration.
         env = {k: v for k, v in os.environ.items() if not k.startswith("FRAMECAST_")}
         self.proc = subprocess.Popen(
-            args, stdout=self.log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
+            args(self.dir, self.port), stdout=self.log, stderr=subprocess.STDOUT, env=env,
+            preexec_fn=_die_with_parent,
         )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
 
     def _wait_ready(self):
-        # A bound so a broken producer fails the run instead of hanging it;
+        # A bound so a broken service fails the run instead of hanging it;
         # readiness itself is awaited by polling, not by a fixed sleep.
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"producer exited with {self.proc.returncode}:\n{self.output()}")
+                raise RuntimeError(f"{self.proc.args[0]} exited with {self.proc.returncode}:\n{self.output()}")
             try:
                 with urllib.request.urlopen(self.url + self.ready_path, timeout=2) as resp:
                     if resp.status == 200:
@@ -144,11 +156,11 @@ class Producer:
             except (urllib.error.URLError, OSError, http.client.HTTPException):
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"producer at {self.url} not ready:\n{self.output()}")
+                raise RuntimeError(f"{self.proc.args[0]} at {self.url} not ready:\n{self.output()}")
             time.sleep(0.05)
 
     def metric(self, series):
-        """The value of one series of the producer's /metrics, 0 when absent."""
+        """The value of one series of the service's /metrics, 0 when absent."""
         with urllib.request.urlopen(self.url + "/metrics", timeout=10) as resp:
             text = resp.read().decode()
         for line in text.splitlines():
@@ -172,6 +184,37 @@ class Producer:
                 self.proc.wait()
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Producer(Service):
+    """A producer process with embedded NATS on free ports and a temporary store.
+
+    With embedded=False it gets a NATS URL nothing listens on, so it serves
+    HTTP but never becomes ready; it is awaited on /healthz instead.
+    """
+
+    def __init__(self, *extra_args, embedded=True):
+        def args(folder, port):
+            return [
+                binary("producer"),
+                "--listen", f"127.0.0.1:{port}",
+                "--nats-url", f"nats://127.0.0.1:{free_port()}",
+                *(["--embedded-nats", "--store-dir", os.path.join(folder, "store")] if embedded else []),
+                *extra_args,
+            ]
+
+        super().__init__(args, "/readyz" if embedded else "/healthz")
+
+
+class DevStack(Service):
+    """`framecast run`: embedded NATS, the producer API and a gateway with
+    anonymous access, on one free port."""
+
+    def __init__(self):
+        super().__init__(lambda folder, port: [
+            binary("framecast"), "run",
+            "--addr", f"127.0.0.1:{port}", "--nats-port", "-1", "--store-dir", os.path.join(folder, "store"),
+        ])
 
 
 class EnvMixin:
@@ -316,6 +359,8 @@ class ValidationTest(EnvMixin, unittest.TestCase):
             ("bad quality", dict(quality=0), "quality 0 is not allowed; it must be an integer 1..100"),
             ("bad client_id", dict(client_id="\u00e9"),
              "client_id is not ASCII encodable; allowed: 0..128 bytes of printable ASCII"),
+            ("every input, linked ones as None", dict(output_id="out", images=None, file_type="JPEG", quality=100,
+                                                      client_id=""), True),
         ]
         for name, kwargs, want in cases:
             with self.subTest(name):
@@ -360,11 +405,108 @@ class ValidationTest(EnvMixin, unittest.TestCase):
         want = ("http://h:1/v1/outputs/a%2Fb%20c%3F/images?client_id=&file_type=webp&quality=80"
                 "&width=4&height=3&channels=3&dtype=float32&batch=2")
         self.assertEqual(got, want)
+        got = publish.images_url(s, "o", "", "PNG", 80, (3, 1, 1, 3), np.dtype(np.uint8), part=(5, 8))
+        self.assertTrue(got.endswith("&dtype=uint8&batch=3&batch_offset=5&batch_total=8"), f"got {got!r}")
 
     def test_empty_batch_publishes_nothing(self):
         got = nodes.FramecastImageOutput().run("out", np.zeros((0, 4, 4, 3), np.float32), "WEBP", 80)
         self.assertEqual(got, {"ui": {"framecast": []}})
         self.assert_not_contacted()
+
+
+# A prompt's inputs for the node, images linked from node "1".
+PROMPT_INPUTS = {"output_id": "out", "images": ["1", 0], "file_type": "WEBP", "quality": 80, "client_id": ""}
+
+# The inputs ComfyUI of 2023-09-07..2023-12-28 calls VALIDATE_INPUTS for:
+# the required widget inputs, in INPUT_TYPES order.
+WIDGETS = ("output_id", "file_type", "quality")
+
+
+class ComfyValidationTest(unittest.TestCase):
+    """VALIDATE_INPUTS as each ComfyUI convention calls it (see comfy_validation)."""
+
+    node = nodes.FramecastImageOutput
+
+    def errors(self, convention, node=None, **change):
+        return comfy.validate(node or self.node, dict(PROMPT_INPUTS, **change), convention)
+
+    def test_valid_prompts_pass(self):
+        without_client = {k: v for k, v in PROMPT_INPUTS.items() if k != "client_id"}
+        prompts = [
+            ("widgets and a linked image", PROMPT_INPUTS),
+            ("no client_id", without_client),
+            ("output_id and client_id linked", dict(PROMPT_INPUTS, output_id=["2", 0], client_id=["3", 0])),
+        ]
+        for convention in comfy.CONVENTIONS:
+            for name, inputs in prompts:
+                with self.subTest(convention=convention, prompt=name):
+                    self.assertEqual(comfy.validate(self.node, inputs, convention), [])
+
+    def test_bad_output_id_is_shown_once(self):
+        message = "output_id size is greater than 24 bytes"
+        for convention in (comfy.NAMED, comfy.NAMED_OR_KWARGS):
+            with self.subTest(convention):
+                got = self.errors(convention, output_id="x" * 25)
+                want = [{"type": "custom_validation_failed", "input_name": "output_id",
+                         "details": f"output_id - {message}"}]
+                self.assertEqual(got, want)
+        # ComfyUI of 2023-09-07..2023-12-28 reports a failure under each
+        # widget input it called VALIDATE_INPUTS for, whatever the signature.
+        got = [(e["input_name"], e["details"]) for e in self.errors(comfy.ALL_INPUTS, output_id="x" * 25)]
+        self.assertEqual(got, [(name, f"{name} - {message}") for name in WIDGETS])
+
+    def test_file_type_and_quality_checked_once(self):
+        cases = [
+            ("file_type", dict(file_type="GIF"), "value_not_in_list", "file_type: 'GIF' not in ['WEBP', 'PNG', 'JPEG']"),
+            ("quality 0", dict(quality=0), "value_smaller_than_min", "quality"),
+            ("quality 101", dict(quality=101), "value_bigger_than_max", "quality"),
+        ]
+        for convention in (comfy.NAMED, comfy.NAMED_OR_KWARGS):
+            for name, change, kind, details in cases:
+                with self.subTest(convention=convention, case=name):
+                    got = self.errors(convention, **change)
+                    input_name = next(iter(change))
+                    self.assertEqual(got, [{"type": kind, "input_name": input_name, "details": details}])
+        # The oldest convention skips ComfyUI's combo check for a node with
+        # VALIDATE_INPUTS, which then checks file_type itself.
+        got = [e["details"] for e in self.errors(comfy.ALL_INPUTS, file_type="GIF")]
+        message = "file_type 'GIF' is not supported; allowed: WEBP, PNG, JPEG"
+        self.assertEqual(got, [f"{name} - {message}" for name in WIDGETS])
+
+    def test_bad_client_id(self):
+        # Newer ComfyUI does not pass client_id to VALIDATE_INPUTS: run()
+        # refuses it, before any request (ValidationTest.test_run_rejects).
+        for convention in (comfy.NAMED, comfy.NAMED_OR_KWARGS):
+            with self.subTest(convention):
+                self.assertEqual(self.errors(convention, client_id="\u00e9"), [])
+        message = "client_id is not ASCII encodable; allowed: 0..128 bytes of printable ASCII"
+        got = [e["details"] for e in self.errors(comfy.ALL_INPUTS, client_id="\u00e9")]
+        self.assertEqual(got, [f"{name} - {message}" for name in WIDGETS])
+
+    def test_stand_in_shows_what_other_signatures_do(self):
+        check = nodes.FramecastImageOutput.VALIDATE_INPUTS
+
+        class EveryWidget(nodes.FramecastImageOutput):
+            # The signature the node had: every widget input named.
+            @classmethod
+            def VALIDATE_INPUTS(cls, output_id=None, file_type=None, quality=None, client_id=None):
+                return check(output_id=output_id, file_type=file_type, quality=quality, client_id=client_id)
+
+        class Kwargs(nodes.FramecastImageOutput):
+            @classmethod
+            def VALIDATE_INPUTS(cls, **kwargs):
+                return check(**kwargs)
+
+        with self.assertRaisesRegex(TypeError, "unexpected keyword argument 'images'"):
+            self.errors(comfy.ALL_INPUTS, node=EveryWidget)
+        bad = dict(output_id="x" * 25)
+        named = [e["input_name"] for e in self.errors(comfy.NAMED, node=EveryWidget, **bad)]
+        self.assertEqual(sorted(named), ["client_id", "file_type", "output_id", "quality"])
+        # **kwargs: ComfyUI of 2023-12-28..2024-08 passes nothing (the
+        # error is lost); later ComfyUI passes, and blames, every input.
+        self.assertEqual(self.errors(comfy.NAMED, node=Kwargs, **bad), [])
+        every = [e["input_name"] for e in self.errors(comfy.NAMED_OR_KWARGS, node=Kwargs, **bad)]
+        self.assertEqual(sorted(every), sorted(PROMPT_INPUTS))
 
 
 class PublishTest(EnvMixin, unittest.TestCase):
@@ -567,6 +709,136 @@ class SplitBatchFailureTest(EnvMixin, unittest.TestCase):
         want = [(i, f["seq"]) for i, f in enumerate(stored)]
         self.assertEqual(got, want)
         self.assertIn(f"frames 0..2 of the batch of 4 were published (seq {want[0][1]}..{want[2][1]})", str(err))
+
+
+class WebSocket:
+    """A minimal RFC 6455 client: enough to read what a gateway sends."""
+
+    GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    def __init__(self, port, path, timeout=20):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.reader = self.sock.makefile("rb")
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        status = self.reader.readline().decode().strip()
+        headers = {}
+        while True:
+            line = self.reader.readline().decode()
+            if line in ("\r\n", "\n", ""):
+                break
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if not status.startswith("HTTP/1.1 101"):
+            raise RuntimeError(f"websocket upgrade of {path} refused: {status}")
+        accept = base64.b64encode(hashlib.sha1((key + self.GUID).encode()).digest()).decode()
+        if headers.get("sec-websocket-accept") != accept:
+            raise RuntimeError(f"Sec-WebSocket-Accept {headers.get('sec-websocket-accept')!r}; want {accept!r}")
+
+    def _exact(self, n):
+        data = self.reader.read(n)
+        if len(data) != n:
+            raise ConnectionError(f"websocket ended after {len(data)} of {n} bytes")
+        return data
+
+    def _frame(self):
+        b0, b1 = self._exact(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = int.from_bytes(self._exact(2), "big")
+        elif n == 127:
+            n = int.from_bytes(self._exact(8), "big")
+        mask = self._exact(4) if b1 & 0x80 else None
+        data = self._exact(n)
+        if mask:
+            data = bytes(c ^ mask[i % 4] for i, c in enumerate(data))
+        return bool(b0 & 0x80), b0 & 0x0F, data
+
+    def _send(self, opcode, data):
+        # Only control frames are sent: always under 126 bytes, masked.
+        mask = os.urandom(4)
+        self.sock.sendall(bytes([0x80 | opcode, 0x80 | len(data)]) + mask
+                          + bytes(c ^ mask[i % 4] for i, c in enumerate(data)))
+
+    def receive(self, timeout=20):
+        """The next message as (opcode, data): 1 for text, 2 for binary.
+        Pings are answered; a close frame raises ConnectionError; no
+        message within timeout seconds raises TimeoutError."""
+        deadline = time.monotonic() + timeout
+        kind, parts = None, []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no websocket message in {timeout} s")
+            self.sock.settimeout(left)
+            fin, opcode, data = self._frame()
+            if opcode == 9:
+                self._send(10, data)
+                continue
+            if opcode == 10:
+                continue
+            if opcode == 8:
+                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+                raise ConnectionError(f"websocket closed with {code}: {data[2:].decode('utf-8', 'replace')}")
+            if opcode:
+                kind = opcode
+            parts.append(data)
+            if fin:
+                return kind, b"".join(parts)
+
+    def close(self):
+        try:
+            self._send(8, (1000).to_bytes(2, "big"))
+        except OSError:
+            pass
+        self.reader.close()
+        self.sock.close()
+
+
+class SplitBatchWebsocketTest(EnvMixin, unittest.TestCase):
+    """A batch sent in several requests reaches a websocket client as one
+    batch, through `framecast run` (producer API and gateway)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = DevStack()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.stop()
+
+    def test_split_batch_is_one_batch_on_the_websocket(self):
+        ws = WebSocket(self.stack.port, "/v1/ws?output_id=split-ws")
+        self.addCleanup(ws.close)
+        kind, data = ws.receive()
+        self.assertEqual((kind, json.loads(data)["type"]), (1, "hello"))
+
+        # 6x6x3 float32 is 432 bytes per image: 2200 bytes fit 5 images, so
+        # a batch of 8 goes in two requests, of 5 and 3.
+        self.set_env(FRAMECAST_PRODUCER_URL=self.stack.url, FRAMECAST_TIMEOUT="20", FRAMECAST_MAX_BODY_BYTES="2200")
+        before = self.stack.metric('framecast_producer_requests_total{code="200"}')
+        got = nodes.FramecastImageOutput().run("split-ws", ramp(8, 6, 6, 3), "PNG", 80, "")
+        self.assertEqual(self.stack.metric('framecast_producer_requests_total{code="200"}') - before, 2)
+
+        frames = []
+        while len(frames) < 8:
+            try:
+                kind, data = ws.receive(timeout=10)
+            except TimeoutError:
+                self.fail(f"got {len(frames)} frames; want 8: {[h for h, _ in frames]}")
+            if kind == 2:
+                n = int.from_bytes(data[:4], "big")
+                frames.append((json.loads(data[4:4 + n]), data[4 + n:]))
+            elif json.loads(data)["type"] == "error":
+                self.fail(f"gateway error: {data!r}")
+        published = got["ui"]["framecast"]
+        want = [(f["seq"], i, 8, "image/png", f["bytes"]) for i, f in enumerate(published)]
+        seen = [(h["seq"], h["batch_index"], h["batch_size"], h["content_type"], len(image)) for h, image in frames]
+        self.assertEqual(seen, want)
+        self.assertEqual([f["batch_index"] for f in published], list(range(8)))
 
 
 class RetryTest(EnvMixin, unittest.TestCase):
