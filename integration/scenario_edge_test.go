@@ -25,7 +25,7 @@ func TestSlowClient(t *testing.T) {
 		// send queues are 256 KiB per connection.
 		rssBound = 96 << 20
 	)
-	s := newStack(t, stackOptions{gateway: []string{"--queue-bytes=262144"}})
+	s := newStack(t, stackOptions{gateway: []string{"--cache-bytes=1048576"}})
 	gw := s.gateways[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -18,7 +18,7 @@ var ErrInvalidConfig = errors.New("invalid gateway config")
 // Defaults of Config's zero fields.
 const (
 	DefaultNATSURL      = "nats://127.0.0.1:4222"
-	DefaultQueueBytes   = 8 << 20
+	DefaultCacheBytes   = 256 << 20
 	DefaultWriteTimeout = 10 * time.Second
 	DefaultPingInterval = 20 * time.Second
 	// ReadLimit bounds one client message; clients need not send any.
@@ -48,9 +48,11 @@ type Config struct {
 	// allowed to connect besides the gateway's own host. Empty allows
 	// same-origin only; "*" allows any host (dangerous with cookies).
 	AllowedOrigins []string
-	// QueueBytes bounds each connection's send queue; past it the
-	// connection catches up from the stream. Default DefaultQueueBytes.
-	QueueBytes int
+	// CacheBytes bounds the frames the gateway's rings hold together, for
+	// every connection; past it the least recently used outputs lose
+	// their oldest frames, and a connection that still needs them reads
+	// them from the stream (one shared read). Default DefaultCacheBytes.
+	CacheBytes int64
 	// WriteTimeout bounds one websocket write; default DefaultWriteTimeout.
 	WriteTimeout time.Duration
 	// PingInterval is the keepalive period; default DefaultPingInterval.
@@ -68,8 +70,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.NATSURL == "" {
 		c.NATSURL = DefaultNATSURL
 	}
-	if c.QueueBytes == 0 {
-		c.QueueBytes = DefaultQueueBytes
+	if c.CacheBytes == 0 {
+		c.CacheBytes = DefaultCacheBytes
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
@@ -93,8 +95,8 @@ func (c Config) withDefaults() (Config, error) {
 	switch {
 	case len(c.JWTSecret) == 0 && !c.AllowAnonymous:
 		return c, fmt.Errorf("%w: no JWT secret; set one, or allow anonymous access for development", ErrInvalidConfig)
-	case c.QueueBytes < 64<<10:
-		return c, fmt.Errorf("%w: queue bytes %d; want at least 65536", ErrInvalidConfig, c.QueueBytes)
+	case c.CacheBytes < 1<<20:
+		return c, fmt.Errorf("%w: cache bytes %d; want at least 1048576 (1 MiB)", ErrInvalidConfig, c.CacheBytes)
 	case c.WriteTimeout < 0:
 		return c, fmt.Errorf("%w: write timeout %v; want > 0", ErrInvalidConfig, c.WriteTimeout)
 	case c.PingInterval < 0:

@@ -18,7 +18,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"http NATS URL", Config{NATSURL: "http://127.0.0.1:4222", AllowAnonymous: true}},
 		{"empty cluster member", Config{NATSURL: "nats://a:4222,", AllowAnonymous: true}},
 		{"short secret", Config{JWTSecret: []byte("short")}},
-		{"tiny queue", Config{QueueBytes: 1024, AllowAnonymous: true}},
+		{"tiny cache", Config{CacheBytes: 1024, AllowAnonymous: true}},
 		{"negative write timeout", Config{WriteTimeout: -1, AllowAnonymous: true}},
 	}
 	for _, tt := range tests {

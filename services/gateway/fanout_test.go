@@ -50,10 +50,10 @@ func TestSharedSubscription(t *testing.T) {
 
 // TestSlowClient: a client that stops reading does not hold back a fast
 // one; once it reads again (slowly) it gets every frame, in order, through
-// catch-up from the stream.
+// shared stream reads of what the ring evicted.
 func TestSlowClient(t *testing.T) {
 	ns := testNATS(t)
-	srv, hs := testGateway(t, ns, func(c *Config) { c.QueueBytes = 256 << 10 })
+	srv, hs := testGateway(t, ns, func(c *Config) { c.CacheBytes = 1 << 20 })
 	p := newPublisher(t, ns)
 
 	fast := dial(t, hs.URL, "/v1/ws?output_id=o", nil)
@@ -80,14 +80,15 @@ func TestSlowClient(t *testing.T) {
 
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	// The stream (memory storage, same process) holds 19 MiB; the slow
-	// connection may hold at most its queue, its held frames and a prefetch.
+	// The stream (memory storage, same process) holds 19 MiB; the rings
+	// hold at most their 1 MiB budget.
 	if limit := uint64(3*frames*size + 64<<20); ms.HeapInuse > limit {
 		t.Errorf("heap in use: got %d MiB; want below %d MiB", ms.HeapInuse>>20, limit>>20)
 	}
-	if got := metricValue(t, hs.URL, "framecast_gateway_queue_overflows_total"); got < 1 {
-		t.Errorf("queue overflows: got %v; want at least 1", got)
+	if got := metricValue(t, hs.URL, "framecast_gateway_ring_bytes"); got > 1<<20 {
+		t.Errorf("ring bytes: got %v; want at most the 1 MiB budget", got)
 	}
+	reads := metricValue(t, hs.URL, "framecast_gateway_stream_reads_total")
 
 	for i := range frames {
 		m, err := tryRead(slow)
@@ -103,6 +104,11 @@ func TestSlowClient(t *testing.T) {
 		if i%20 == 0 {
 			time.Sleep(time.Millisecond) // reads slowly
 		}
+	}
+	// The ring could not hold what the slow client had not read: it came
+	// from shared stream reads, chunk by chunk.
+	if got := metricValue(t, hs.URL, "framecast_gateway_stream_reads_total"); got <= reads {
+		t.Errorf("stream reads while the slow client caught up: got %v; want more than %v", got, reads)
 	}
 	// Back to live after catch-up.
 	next := p.publish("o", "", img(1))

@@ -2,12 +2,14 @@ package gateway
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 )
 
 // FuzzParseResume: any query either parses or yields a 400 with a message.
 func FuzzParseResume(f *testing.F) {
-	for _, s := range []string{"since=1", "last=5", "since=1&last=2", "since=x", "last=0", "last=99999999999999999999"} {
+	for _, s := range []string{"since=1", "last=5", "since=1&last=2", "since=x", "last=0", "last=99999999999999999999",
+		"since=4&epoch=1764532134123456789", "epoch=12", "since=1&epoch=x1", "since=1&epoch="} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -15,12 +17,15 @@ func FuzzParseResume(f *testing.F) {
 		if err != nil {
 			return
 		}
-		since, last, herr := parseResume(q, true)
+		since, last, epoch, herr := parseResume(q, true)
 		if herr != nil {
 			if herr.status != 400 || herr.msg == "" {
 				t.Fatalf("got %d %q; want 400 with a message", herr.status, herr.msg)
 			}
 			return
+		}
+		if epoch != "" && (since == nil || len(epoch) > maxEpoch || strings.Trim(epoch, "0123456789") != "") {
+			t.Fatalf("got epoch %q with since %v; want digits, and only with since", epoch, since)
 		}
 		if since != nil && last != 0 {
 			t.Fatalf("got since %d and last %d; want at most one", *since, last)

@@ -17,10 +17,10 @@ import (
 // hand-over; every connection still goes live and gets frames.
 func TestLiveOnlyHeldOverflow(t *testing.T) {
 	ns := testNATS(t)
-	_, hs := testGateway(t, ns, func(c *Config) { c.QueueBytes = 64 << 10 })
+	_, hs := testGateway(t, ns, func(c *Config) { c.CacheBytes = 1 << 20 })
 	p := newPublisher(t, ns)
 
-	big := bytes.Repeat([]byte{7}, 100<<10) // over QueueBytes: held alone, it overflows
+	big := bytes.Repeat([]byte{7}, 100<<10) // a tenth of the cache: the rings evict while connections start
 	stop := make(chan struct{})
 	var pubs sync.WaitGroup
 	pubs.Add(1)

@@ -1,14 +1,22 @@
 package gateway
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/framecast/framecast/services/gateway/hub"
+)
 
 type metrics struct {
 	connections   *prometheus.GaugeVec
 	subscriptions prometheus.Gauge
 	frames        *prometheus.CounterVec
 	bytes         *prometheus.CounterVec
-	overflows     prometheus.Counter
-	replays       prometheus.Counter
+	resumes       *prometheus.CounterVec
+	resets        prometheus.Counter
+	reads         prometheus.Counter
+	holes         prometheus.Counter
+	late          prometheus.Counter
+	jsRequests    prometheus.Counter
 	gaps          prometheus.Counter
 	replicaWaits  prometheus.Counter
 	slowCloses    prometheus.Counter
@@ -30,14 +38,27 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "framecast_gateway_bytes_delivered_total", Help: "Frame bytes written to websockets by endpoint.",
 		}, []string{"endpoint"}),
-		overflows: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "framecast_gateway_queue_overflows_total", Help: "Send queues that overflowed, switching their connection to catch-up.",
+		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "framecast_gateway_resumes_total",
+			Help: "Connections that resumed (since, last), by where their first frames came from: memory (the rings held them) or stream (a shared stream read).",
+		}, []string{"from"}),
+		resets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "framecast_gateway_resets_total", Help: "Connections told the stream was created again under them.",
 		}),
-		replays: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "framecast_gateway_replays_total", Help: "Replays and catch-ups read from the stream.",
+		reads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "framecast_gateway_stream_reads_total", Help: "Shared stream reads started (each fills the rings of one or more outputs).",
+		}),
+		holes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "framecast_gateway_live_holes_total", Help: "Live frames lost in transit (a hole in a subject's sequence chain, a slow consumer, a reconnect), each healed by a stream read.",
+		}),
+		late: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "framecast_gateway_late_frames_total", Help: "Frames delivered after a later one: a hole found after a connection had passed it.",
+		}),
+		jsRequests: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "framecast_gateway_jetstream_requests_total", Help: "JetStream API requests the gateway made (pulls of consumer messages are not counted).",
 		}),
 		gaps: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "framecast_gateway_gaps_total", Help: "Gaps: frames past the stream window, or lost in transit and caught up.",
+			Name: "framecast_gateway_gaps_total", Help: "Gaps sent or skipped: frames that left the stream's window before a connection could be sent them.",
 		}),
 		replicaWaits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "framecast_gateway_replay_replica_waits_total",
@@ -53,7 +74,19 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "framecast_gateway_auth_failures_total", Help: "Refused upgrades and closes by auth reason.",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.connections, m.subscriptions, m.frames, m.bytes, m.overflows,
-		m.replays, m.gaps, m.replicaWaits, m.slowCloses, m.pings, m.authFailures)
+	reg.MustRegister(m.connections, m.subscriptions, m.frames, m.bytes, m.resumes, m.resets,
+		m.reads, m.holes, m.late, m.jsRequests, m.gaps, m.replicaWaits, m.slowCloses, m.pings, m.authFailures)
 	return m
+}
+
+// observeHub registers the gauges read from the hub.
+func (m *metrics) observeHub(reg *prometheus.Registry, h *hub.Hub) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "framecast_gateway_ring_bytes", Help: "Bytes of frames the rings hold (bounded by --cache-bytes).",
+		}, func() float64 { return float64(h.Bytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "framecast_gateway_cursors_behind", Help: "Connections waiting for a stream read of frames the rings do not hold.",
+		}, func() float64 { return float64(h.Behind()) }),
+	)
 }

@@ -37,6 +37,7 @@ type Server struct {
 
 	streamReady atomic.Bool
 	draining    chan struct{} // closed when Drain starts
+	drainAt     atomic.Uint64 // the hub's tip when Drain started
 	drainOnce   sync.Once
 	stop        context.CancelFunc // ends the stream-ensuring loop
 	bg          sync.WaitGroup     // the stream-ensuring loop
@@ -79,17 +80,21 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500*time.Millisecond),
 		nats.ReconnectHandler(func(*nats.Conn) {
-			s.log.Warn("reconnected to NATS; live connections catch up from the stream")
-			s.resetHub()
+			s.log.Warn("reconnected to NATS; every ring heals with one stream read")
+			if h := s.getHub(); h != nil {
+				h.Reconnected()
+			}
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { close(s.ncClosed) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			s.log.Warn("disconnected from NATS", "err", err)
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			if errors.Is(err, nats.ErrSlowConsumer) {
-				s.log.Warn("hub fell behind NATS; live connections catch up from the stream")
-				s.resetHub()
+			if errors.Is(err, nats.ErrSlowConsumer) && sub != nil {
+				s.log.Warn("hub fell behind NATS on a subscription; its ring heals with one stream read", "subject", sub.Subject)
+				if h := s.getHub(); h != nil {
+					h.SlowConsumer(sub)
+				}
 				return
 			}
 			s.log.Warn("nats error", "err", err)
@@ -98,18 +103,25 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %s: %w", cfg.NATSURL, err)
 	}
-	if s.js, err = jetstream.New(s.nc); err != nil {
+	// Every JetStream API request the gateway makes is counted; pulls of
+	// a consumer's messages are not API requests.
+	trace := &jetstream.ClientTrace{RequestSent: func(string, []byte) { s.metrics.jsRequests.Inc() }}
+	if s.js, err = jetstream.New(s.nc, jetstream.WithClientTrace(trace)); err != nil {
 		s.nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	s.source = replay.Source{JS: s.js, Stream: cfg.Stream.Name, Bucket: cfg.Stream.Bucket,
 		ReplicaLag: func() { s.metrics.replicaWaits.Inc() }}
-	s.mu.Lock()
-	s.hub = hub.New(s.nc, 0, s.log, hub.Stats{
+	h := hub.New(hub.Config{Conn: s.nc, Source: s.source, Budget: cfg.CacheBytes, Log: s.log, Stats: hub.Stats{
 		Subscriptions: func(n int) { s.metrics.subscriptions.Set(float64(n)) },
-		Gap:           func() { s.metrics.gaps.Inc() },
-	})
+		Gap:           func() { s.metrics.holes.Inc() },
+		Read:          func(int) { s.metrics.reads.Inc() },
+		Late:          func() { s.metrics.late.Inc() },
+	}})
+	s.mu.Lock()
+	s.hub = h
 	s.mu.Unlock()
+	s.metrics.observeHub(cfg.Registry, h)
 	bgctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	s.bg.Add(1)
@@ -118,18 +130,26 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// StreamLookup is how often the gateway looks the stream up in the
+// background (its epoch, first and last sequences). Connections cost no
+// lookup: they use the last one, and the live frames' sequences.
+const StreamLookup = 30 * time.Second
+
 // ensureStream applies the stream config, retrying until it succeeds or
-// ctx ends.
+// ctx ends, then looks the stream up every StreamLookup.
 func (s *Server) ensureStream(ctx context.Context) {
 	defer s.bg.Done()
 	wait := 200 * time.Millisecond
 	for {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := stream.Ensure(actx, s.js, s.cfg.Stream)
+		if err == nil {
+			_, err = s.hub.Refresh(actx)
+		}
 		cancel()
 		if err == nil {
 			s.streamReady.Store(true)
-			return
+			break
 		}
 		s.log.Warn("cannot ensure stream yet; retrying", "stream", s.cfg.Stream.Name, "err", err, "retry_in", wait)
 		select {
@@ -139,6 +159,29 @@ func (s *Server) ensureStream(ctx context.Context) {
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+	t := time.NewTicker(StreamLookup)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := s.refreshStream(ctx); err != nil {
+			s.log.Warn("stream lookup failed", "err", err)
+		}
+	}
+}
+
+// refreshStream looks the stream up now.
+func (s *Server) refreshStream(ctx context.Context) (hub.Info, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	in, err := s.hub.Refresh(ctx)
+	if err != nil {
+		return in, fmt.Errorf("%w: %v", errStream, err)
+	}
+	return in, nil
 }
 
 // Handler serves the websocket endpoints, /healthz, /readyz, /metrics and,
@@ -229,6 +272,7 @@ func (s *Server) remove(ss *session) {
 // and Drain returns ctx's error after cleaning up.
 func (s *Server) Drain(ctx context.Context) error {
 	s.drainOnce.Do(func() {
+		s.drainAt.Store(s.hub.Tip())
 		s.mu.Lock()
 		close(s.draining)
 		for ss := range s.sessions {
@@ -262,15 +306,11 @@ func (s *Server) Drain(ctx context.Context) error {
 	return err
 }
 
-// resetHub tells the hub that NATS lost frames (reconnect, slow consumer).
-// NATS callbacks may run before New has made the hub.
-func (s *Server) resetHub() {
+// getHub returns the hub; NATS callbacks may run before New has made it.
+func (s *Server) getHub() *hub.Hub {
 	s.mu.Lock()
-	h := s.hub
-	s.mu.Unlock()
-	if h != nil {
-		h.Reset()
-	}
+	defer s.mu.Unlock()
+	return s.hub
 }
 
 // Close cuts every connection at once and closes NATS.

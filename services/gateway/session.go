@@ -5,18 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/framecast/framecast/services/gateway/hub"
-	"github.com/framecast/framecast/shared/frame"
 	"github.com/framecast/framecast/shared/wire"
 )
 
@@ -24,103 +21,61 @@ import (
 var (
 	errWrite    = errors.New("write to client failed")
 	errDraining = errors.New("gateway draining")
+	errExpired  = errors.New("token expired")
+	// errStream: the stream reads the connection waits for kept failing.
+	errStream = errors.New("stream unavailable")
 )
 
-// state says where live frames go.
-type state int
-
-const (
-	// stateHolding: the writer reads the stream (replay or catch-up); live
-	// frames are held, bounded, for the hand-over.
-	stateHolding state = iota
-	// stateLive: live frames are queued for the writer.
-	stateLive
-)
-
-// item is one queued websocket message: data, or for a frame sent by
-// reference, the shared frame whose bytes the writer resolves (large.go).
-type item struct {
-	seq   uint64
-	text  bool
-	data  []byte
-	frame *hub.Frame
-	// subject and prev are a live frame's Subject and Prev, for the
-	// hand-over's check; "" for what the session wrote itself.
-	subject string
-	prev    uint64
-}
-
-// size is what the item counts against the queue bound.
-func (it item) size() int {
-	if it.frame != nil {
-		return it.frame.Size()
-	}
-	return len(it.data)
-}
-
-// session is one websocket connection, run by up to two goroutines.
+// session is one websocket connection: a cursor in the gateway's rings
+// (hub.Cursor), run by up to two goroutines.
 //
 // The reader reads (and discards) client messages, which keeps the library
 // answering pings and close frames. It owns the session: when the
 // connection fails or is closed, it stops the writer and cleans up.
 //
-// The writer runs only while there is work: the start (hello, replay),
-// queued messages, a catch-up, a due ping, or a close. signal starts it
-// and it exits once idle, so an idle connection holds one goroutine and
-// no writer stack. Deliver and Missed run on the hub's dispatcher and
-// never block; the ping and expiry timers only flag work and signal.
+// The writer runs only while there is work: the start (hello), frames the
+// cursor has not sent, a due ping, or a close. Wake (from the hub, when a
+// ring the parked cursor follows changes) and the timers start it, and it
+// exits once idle, so an idle connection holds one goroutine and no writer
+// stack. Frames are never copied per connection: the writer sends each
+// ring entry's shared wire bytes at the client's pace, so a slow client
+// lags in the ring instead of filling a queue.
 type session struct {
 	srv     *Server
 	ws      *websocket.Conn
 	conn    net.Conn // under ws: closing it cuts the connection at once
 	req     *request
 	log     *slog.Logger
-	limit   int
 	frames  prometheus.Counter
 	bytes   prometheus.Counter
 	pinger  *time.Timer
 	expirer *time.Timer // nil without a token expiry
 	writers sync.WaitGroup
+	// ctx ends when the session is cut or ends; fetches of large frames
+	// run under it.
+	ctx    context.Context
+	cancel context.CancelFunc
 
-	// ctx is the running writer's context, set by signal before the
-	// writer starts and read by the writer only; it ends when the writer
-	// parks or the session is cut. started is the writer's too: writer
-	// runs are ordered by mu.
-	ctx     context.Context
-	cancel  context.CancelFunc
-	started bool
+	// The writer's own: writer runs are ordered by mu.
+	started  bool
+	cursor   *hub.Cursor
+	resuming bool // native resume: the live marker is still to be sent
 
 	mu      sync.Mutex
 	running bool // a writer goroutine runs
 	ended   bool // the session ended: no writer starts any more
+	woken   bool // a ring changed since the writer last looked
 	pingDue bool
 	expired bool
-	state   state
-	behind  bool // the writer must catch up from the stream once its queue is empty
-	queue   []item
-	queued  int // bytes in queue and in the writer's current batch
-	// last is the highest sequence queued or written; live frames at or
-	// below it are duplicates.
-	last      uint64
-	held      []item
-	heldBytes int
-	heldLost  bool // held frames were dropped: read the stream again
-	// gapTo is the highest sequence reported in a gap message (or, on
-	// ComfyDeploy, skipped as one): the stream holds nothing up to it
-	// for the session any more.
-	gapTo uint64
+	last    uint64 // the highest sequence written, for close reasons
 }
-
-var _ hub.Subscriber = (*session)(nil)
 
 func newSession(srv *Server, ws *websocket.Conn, conn net.Conn, req *request) *session {
 	return &session{
 		srv: srv, ws: ws, conn: conn, req: req,
 		log:    slog.New(sessionLog{srv.log.Handler(), req}),
-		limit:  srv.cfg.QueueBytes,
 		frames: srv.metrics.frames.WithLabelValues(req.endpoint),
 		bytes:  srv.metrics.bytes.WithLabelValues(req.endpoint),
-		state:  stateHolding,
 	}
 }
 
@@ -155,9 +110,16 @@ func (s *session) signal() {
 		return
 	}
 	s.running = true
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.writers.Add(1)
 	go s.writeLoop()
+}
+
+// Wake is the cursor's hub.Waker: a ring it waits on changed.
+func (s *session) Wake() {
+	s.mu.Lock()
+	s.woken = true
+	s.signal()
+	s.mu.Unlock()
 }
 
 // wake starts the writer to look at the session's state again (drain).
@@ -167,82 +129,11 @@ func (s *session) wake() {
 	s.mu.Unlock()
 }
 
-// cut closes the connection at once and stops the writer; the reader then
-// ends the session.
+// cut closes the connection at once; the writer's write fails and the
+// reader then ends the session.
 func (s *session) cut() {
-	s.mu.Lock()
-	if s.running {
-		s.cancel()
-	}
-	s.mu.Unlock()
+	s.cancel()
 	_ = s.conn.Close()
-}
-
-// Deliver queues a live frame, or holds it during a replay. It never
-// blocks: a full queue switches the session to catch-up instead.
-func (s *session) Deliver(f *hub.Frame) {
-	it := item{seq: f.Seq, frame: f, subject: f.Subject, prev: f.Prev}
-	if f.Meta.Object == "" {
-		var data []byte
-		if s.comfy() {
-			data = f.Comfy()
-		} else {
-			data = f.Native()
-		}
-		if data == nil {
-			return
-		}
-		it = item{seq: f.Seq, data: data, subject: f.Subject, prev: f.Prev}
-	}
-	size := it.size()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch s.state {
-	case stateLive:
-		if f.Seq <= s.last {
-			return
-		}
-		if s.queued+size > s.limit && s.queued > 0 {
-			s.srv.metrics.overflows.Inc()
-			s.startHolding()
-			return
-		}
-		s.queue = append(s.queue, it)
-		s.queued += size
-		s.last = f.Seq
-		s.signal()
-	case stateHolding:
-		if s.heldLost {
-			return
-		}
-		if s.heldBytes+size > s.limit {
-			s.held, s.heldBytes, s.heldLost = nil, 0, true
-			return
-		}
-		s.held = append(s.held, it)
-		s.heldBytes += size
-	}
-}
-
-// Missed switches a live session to catch-up; a replaying one reads the
-// stream once more before going live.
-func (s *session) Missed() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch s.state {
-	case stateLive:
-		s.startHolding()
-	case stateHolding:
-		s.held, s.heldBytes, s.heldLost = nil, 0, true
-	}
-}
-
-// startHolding needs s.mu.
-func (s *session) startHolding() {
-	s.state = stateHolding
-	s.behind = true
-	s.held, s.heldBytes, s.heldLost = nil, 0, false
-	s.signal()
 }
 
 // begin starts the reader, the timers and the writer (which starts the
@@ -250,6 +141,7 @@ func (s *session) startHolding() {
 func (s *session) begin() {
 	s.srv.metrics.connections.WithLabelValues(s.req.endpoint).Inc()
 	s.ws.SetReadLimit(ReadLimit)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.Lock()
 	// The first ping comes after half to all of the interval, so that
 	// connections opened together do not all ping together.
@@ -293,16 +185,17 @@ func (s *session) read() {
 	}
 	s.mu.Lock()
 	s.ended = true
-	if s.running {
-		s.cancel()
-	}
 	s.mu.Unlock()
+	s.cancel()
+	_ = s.conn.Close() // a writer blocked on a slow client ends now
 	s.writers.Wait()
 	s.pinger.Stop()
 	if s.expirer != nil {
 		s.expirer.Stop()
 	}
-	s.srv.hub.Leave(s, s.req.live)
+	if s.cursor != nil {
+		s.srv.hub.Leave(s.cursor)
+	}
 	_ = s.ws.CloseNow()
 	s.srv.metrics.connections.WithLabelValues(s.req.endpoint).Dec()
 	s.srv.remove(s)
@@ -314,7 +207,7 @@ func (s *session) writeLoop() {
 	defer s.writers.Done()
 	err := s.loop()
 	if err == nil {
-		return // parked; signal starts a new writer
+		return // parked; Wake or a timer starts a new writer
 	}
 	s.mu.Lock()
 	s.ended = true
@@ -324,269 +217,87 @@ func (s *session) writeLoop() {
 	_ = s.ws.CloseNow()
 }
 
-// start joins the hub, sends the first message, and replays.
+// start joins the rings at the resume point and sends the first message.
 func (s *session) start() error {
+	since, reset, err := s.resumePoint()
+	if err != nil {
+		return err
+	}
 	jctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.WriteTimeout)
-	err := s.srv.hub.Join(jctx, s, s.req.live)
+	s.cursor, err = s.srv.hub.Join(jctx, s, s.req.watches, since)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("join live subjects: %w", err)
 	}
-	replaying := s.req.since != nil || s.req.last > 0
-	var since uint64
-	var sincep *uint64
-	switch {
-	case s.req.since != nil:
-		since = *s.req.since
-		sincep = &since
-	case s.req.last > 0:
-		n, err := s.srv.source.SinceForLast(s.ctx, s.req.filters, s.req.last)
-		if err != nil {
-			return fmt.Errorf("%w: find last %d frames: %v", errStream, s.req.last, err)
-		}
-		since, sincep = n, &n
-	default:
-		// Live only: frames stored up to now are not sent.
-		if _, tip, err := s.srv.source.Bounds(s.ctx); err == nil {
-			since, sincep = tip, &tip
-		}
-	}
-	s.mu.Lock()
-	s.last = since
-	s.mu.Unlock()
+	pos := s.cursor.Position()
+	s.setLast(pos)
+	_, epoch := s.srv.hub.Epoch()
 	if s.comfy() {
 		if err := s.write(true, wire.Status(s.req.clientID)); err != nil {
 			return err
 		}
 	} else {
 		hello := wire.Control{Type: wire.TypeHello, Gateway: s.srv.cfg.ID,
-			OutputID: s.req.outputID, ClientID: s.req.clientID, Since: sincep}
+			OutputID: s.req.outputID, ClientID: s.req.clientID, Since: &pos, Epoch: epoch}
 		if err := s.write(true, wire.EncodeControl(hello)); err != nil {
 			return err
 		}
-	}
-	if !replaying {
-		if s.handOver(since, false, true) {
-			return nil
-		}
-		// Held frames were lost before the hand-over: read them from the
-		// stream.
-		return s.catchUp(since+1, false)
-	}
-	s.srv.metrics.replays.Inc()
-	return s.catchUp(since+1, true)
-}
-
-// errStream marks failures to read the stream.
-var errStream = errors.New("stream unavailable")
-
-// Stream reads that fail (no stream leader during a NATS failover, a NATS
-// reconnect) are retried with backoff for up to streamRetry before the
-// client is cut off with 4008.
-const (
-	streamRetry     = 15 * time.Second
-	streamRetryWait = 100 * time.Millisecond
-	streamRetryMax  = 2 * time.Second
-)
-
-// catchUp writes every frame from sequence from on straight from the
-// stream, at the client's pace, then hands over to live.
-//
-// Frames that leave the stream's window (age, limits, purge) before they
-// are read are reported to a native client with a gap message naming the
-// sequences lost, never skipped silently: those below the stream's first
-// sequence when a read starts, and those the window passed while the read
-// was on its way to them (replay.Source.ReadWithGaps).
-func (s *session) catchUp(from uint64, initial bool) error {
-	var failing time.Time // when reads started failing; zero while they work
-	wait := streamRetryWait
-	// A hand-over refused for a held frame's missed predecessor, at the
-	// sequence the read had reached: a read again that brings nothing new
-	// means the predecessor is not in the stream any more (deleted), and
-	// the next hand-over trusts the held frames.
-	refusedAt := uint64(math.MaxUint64)
-	for {
-		last, err := s.readStream(from)
-		if last >= from {
-			from, failing, wait = last+1, time.Time{}, streamRetryWait
-		}
-		if err == nil {
-			if s.handOver(last, initial, last != refusedAt) {
-				return nil
+		if reset != "" {
+			if err := s.write(true, wire.EncodeControl(wire.Control{Type: wire.TypeReset, Epoch: epoch, Since: &pos, Message: reset})); err != nil {
+				return err
 			}
-			refusedAt = last
-			continue
-		}
-		if !errors.Is(err, errStream) {
-			return err
-		}
-		if failing.IsZero() {
-			failing = time.Now()
-		}
-		if time.Since(failing) > streamRetry {
-			return err
-		}
-		s.log.Debug("stream read failed; retrying", "err", err, "from", from, "retry_in", wait)
-		select {
-		case <-s.ctx.Done():
-			return s.ctx.Err()
-		case <-s.srv.draining:
-			return errDraining
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, streamRetryMax)
-	}
-}
-
-// readStream writes the stream's frames from sequence from up to its tip
-// and returns the last sequence written (from-1 if none).
-func (s *session) readStream(from uint64) (uint64, error) {
-	first, _, err := s.srv.source.Bounds(s.ctx)
-	if err != nil {
-		return from - 1, fmt.Errorf("%w: %v", errStream, err)
-	}
-	if first > 0 && from < first {
-		if err := s.gap(from, first-1); err != nil {
-			return from - 1, err
-		}
-		from = first
-	}
-	last, err := s.srv.source.ReadWithGaps(s.ctx, s.req.filters, from, s.replayOne, s.gap)
-	if err != nil {
-		if errors.Is(err, errWrite) || errors.Is(err, errDraining) || errors.Is(err, errExpired) || s.ctx.Err() != nil {
-			return last, err
-		}
-		return last, fmt.Errorf("%w: %v", errStream, err)
-	}
-	return last, nil
-}
-
-// gap reports lost sequences from..to: a gap message on the native
-// endpoint; ComfyDeploy clients have no such message and skip them.
-func (s *session) gap(from, to uint64) error {
-	s.srv.metrics.gaps.Inc()
-	s.mu.Lock()
-	s.gapTo = max(s.gapTo, to)
-	s.mu.Unlock()
-	if s.comfy() {
-		return nil
-	}
-	return s.write(true, wire.EncodeControl(wire.Control{Type: wire.TypeGap, From: from, To: to}))
-}
-
-// replayOne writes one message read from the stream.
-func (s *session) replayOne(m jetstream.Msg) error {
-	if s.srv.isDraining() {
-		return errDraining
-	}
-	s.mu.Lock()
-	expired := s.expired
-	s.mu.Unlock()
-	if expired {
-		return errExpired
-	}
-	md, err := m.Metadata()
-	if err != nil {
-		return err
-	}
-	meta, err := frame.Decode(m.Headers())
-	if err != nil {
-		s.log.Warn("skipping stored frame with bad metadata", "seq", md.Sequence.Stream, "err", err)
-		return nil
-	}
-	if meta.Object != "" {
-		if err := s.replayObject(md.Sequence.Stream, meta); err != nil {
-			return err
-		}
-	} else {
-		var data []byte
-		if s.comfy() {
-			if data, err = wire.EncodeComfy(meta.OutputID, meta.Format, m.Data()); err != nil {
-				return nil
-			}
-		} else {
-			data = wire.EncodeNative(wire.HeaderOf(md.Sequence.Stream, meta), m.Data())
-		}
-		if err := s.write(false, data); err != nil {
-			return err
 		}
 	}
-	s.mu.Lock()
-	s.last = max(s.last, md.Sequence.Stream) // for the resume point of a close reason
-	s.mu.Unlock()
+	if since != nil {
+		s.resuming = !s.comfy()
+		from := "memory"
+		if !s.cursor.InMemory() {
+			from = "stream"
+		}
+		s.srv.metrics.resumes.WithLabelValues(from).Inc()
+	}
 	return nil
 }
 
-// handOver ends a replay that reached sequence last: it queues the held
-// live frames after last and goes live. It reports false when held frames
-// were lost, so the stream must be read again from last+1.
-func (s *session) handOver(last uint64, initial, check bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var firstHeld uint64
-	if len(s.held) > 0 {
-		firstHeld = s.held[0].seq
-	}
-	s.log.Debug("replay reached the stream's tip", "last", last, "held", len(s.held), "first_held", firstHeld, "held_lost", s.heldLost)
-	if s.heldLost {
-		s.held, s.heldBytes, s.heldLost = nil, 0, false
-		return false
-	}
-	if it, missed := s.heldAfterMissed(last); missed && check {
-		s.log.Debug("a held frame's predecessor was neither read nor held; reading the stream again",
-			"last", last, "seq", it.seq, "subject", it.subject, "previous", it.prev)
-		return false
-	}
-	if initial && !s.comfy() {
-		l := last
-		live := wire.EncodeControl(wire.Control{Type: wire.TypeLive, Seq: &l})
-		s.queue = append(s.queue, item{text: true, data: live})
-		s.queued += len(live)
-	}
-	s.last = last
-	for _, it := range s.held {
-		if it.seq > s.last {
-			s.queue = append(s.queue, it)
-			s.queued += it.size()
-			s.last = it.seq
+// resumePoint returns the sequence the connection starts after (nil:
+// live only) and, when the client's resume point names no position in
+// the stream as it is now, why it was reset.
+func (s *session) resumePoint() (*uint64, string, error) {
+	h := s.srv.hub
+	switch {
+	case s.req.since != nil:
+		since := *s.req.since
+		info := h.Info()
+		if s.req.epoch != "" && s.req.epoch != info.Epoch || since > h.Tip() {
+			// Look again before telling the client its position is gone.
+			var err error
+			if info, err = s.srv.refreshStream(s.ctx); err != nil {
+				return nil, "", err
+			}
 		}
+		switch {
+		case s.req.epoch != "" && s.req.epoch != info.Epoch:
+			p := info.First - min(info.First, 1)
+			return &p, fmt.Sprintf("epoch %s is not the stream's (%s): it was created again; frames of the new stream follow from its start", s.req.epoch, info.Epoch), nil
+		case since > h.Tip():
+			p := info.First - min(info.First, 1)
+			return &p, fmt.Sprintf("since %d is past the stream's last sequence %d (the stream was created again, or the sequence is another stream's); frames follow from the stream's start", since, h.Tip()), nil
+		}
+		return &since, "", nil
+	case s.req.last > 0:
+		n, err := s.srv.source.SinceForLast(s.ctx, s.req.filters, s.req.last)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: find last %d frames: %v", errStream, s.req.last, err)
+		}
+		return &n, "", nil
 	}
-	s.held, s.heldBytes = nil, 0
-	s.state = stateLive
-	s.behind = false
-	s.signal()
-	return true
+	return nil, "", nil
 }
 
-// heldAfterMissed returns the first held frame whose predecessor on its
-// subject the session has neither read from the stream (up to last, or
-// reported in a gap) nor held, if there is one. The predecessor was stored before
-// this gateway's interest in the subject reached the server that
-// republishes the stream (interest crosses a cluster asynchronously), and
-// after the replay's consumer saw the stream: only reading the stream
-// again delivers it. It needs s.mu.
-func (s *session) heldAfterMissed(last uint64) (item, bool) {
-	covered := max(last, s.gapTo)
-	var seen map[string]bool
-	for _, it := range s.held {
-		if it.subject == "" || it.seq <= last || seen[it.subject] {
-			continue
-		}
-		if it.prev > covered {
-			return it, true
-		}
-		if seen == nil {
-			seen = make(map[string]bool)
-		}
-		seen[it.subject] = true
-	}
-	return item{}, false
-}
-
-// loop starts the session on the writer's first run, then writes queued
-// messages, catches up when behind and pings until there is nothing to do:
-// it then clears s.running and returns nil. It returns the cause when the
-// session must end: drain, token expiry, a failed connection or stream.
+// loop starts the session on the writer's first run, then sends what the
+// cursor has and pings until there is nothing to do: it then clears
+// s.running and returns nil. It returns the cause when the session must
+// end: drain, token expiry, a failed connection or stream.
 func (s *session) loop() error {
 	if !s.started {
 		s.started = true
@@ -595,9 +306,6 @@ func (s *session) loop() error {
 		}
 	}
 	for {
-		if s.srv.isDraining() {
-			return s.flushBatch(errDraining)
-		}
 		if err := s.ctx.Err(); err != nil {
 			return err
 		}
@@ -606,94 +314,121 @@ func (s *session) loop() error {
 			s.mu.Unlock()
 			return errExpired
 		}
-		batch := s.queue
-		s.queue = nil
-		behind := s.behind && len(batch) == 0
-		// Pings go out when nothing else is to be written, as a
-		// connection that is written to shows its liveness through the
-		// write timeout.
-		ping := s.pingDue && len(batch) == 0 && !behind
-		s.pingDue = s.pingDue && !ping
-		from := s.last + 1
-		if len(batch) == 0 && !behind && !ping {
-			s.running = false
-			cancel := s.cancel
-			s.mu.Unlock()
-			cancel()
-			return nil
-		}
+		s.woken = false
 		s.mu.Unlock()
-		switch {
-		case behind:
-			s.srv.metrics.replays.Inc()
-			if err := s.catchUp(from, false); err != nil {
+		n := s.cursor.Next()
+		if n.Kind != hub.Wait && s.srv.isDraining() && n.Frame != nil && n.Frame.Seq > s.srv.drainAt.Load() {
+			return errDraining // what arrived before the drain is sent; the rest is for the next gateway
+		}
+		if n.Kind == hub.Wait {
+			if done, err := s.idle(n); done || err != nil {
 				return err
 			}
-		case len(batch) > 0:
-			if err := s.writeBatch(batch); err != nil {
-				return err
-			}
-		case ping:
-			ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.WriteTimeout)
-			err := s.ws.Ping(ctx)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("%w: ping: %v", errWrite, err)
-			}
-			s.srv.metrics.pings.Inc()
+			continue
+		}
+		if err := s.send(n); err != nil {
+			return err
 		}
 	}
 }
 
-var errExpired = errors.New("token expired")
+// idle handles a cursor with nothing to send: the live marker, drain,
+// a due ping, or parking. It reports done when the writer parked.
+func (s *session) idle(n hub.Next) (bool, error) {
+	if s.resuming && !n.Reading {
+		s.resuming = false
+		seq := s.cursor.Position()
+		return false, s.write(true, wire.EncodeControl(wire.Control{Type: wire.TypeLive, Seq: &seq}))
+	}
+	if s.srv.isDraining() {
+		return true, errDraining
+	}
+	s.mu.Lock()
+	ping := s.pingDue
+	s.pingDue = false
+	s.mu.Unlock()
+	if ping {
+		return false, s.ping()
+	}
+	s.cursor.Park()
+	if n = s.cursor.Next(); n.Kind != hub.Wait {
+		s.cursor.Unpark()
+		return false, s.send(n)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.woken || s.pingDue || s.expired || s.srv.isDraining() {
+		return false, nil
+	}
+	s.running = false
+	return true, nil
+}
 
-func (s *session) writeBatch(batch []item) error {
-	for i, it := range batch {
-		var err error
-		if it.frame != nil {
-			err = s.writeFrame(it)
-		} else {
-			err = s.write(it.text, it.data)
-		}
-		s.mu.Lock()
-		s.queued -= it.size()
-		if err != nil {
-			for _, rest := range batch[i+1:] {
-				s.queued -= rest.size()
-			}
-		}
-		s.mu.Unlock()
-		if errors.Is(err, errRefetch) {
-			s.refetch(it.seq)
-			return nil
-		}
-		if err != nil {
+// send writes what Next found.
+func (s *session) send(n hub.Next) error {
+	switch n.Kind {
+	case hub.Send:
+		if err := s.writeFrame(n.Frame); err != nil {
 			return err
 		}
+		s.setLast(n.Frame.Seq)
+	case hub.Gap:
+		return s.gap(n.From, n.To)
+	case hub.Reset:
+		s.srv.metrics.resets.Inc()
+		if s.comfy() {
+			return nil
+		}
+		_, epoch := s.srv.hub.Epoch()
+		var zero uint64
+		return s.write(true, wire.EncodeControl(wire.Control{Type: wire.TypeReset, Epoch: epoch, Since: &zero,
+			Message: "the stream was created again; frames of the new stream follow from its start"}))
+	case hub.Behind:
+		return fmt.Errorf("%w: reads of the frames after seq %d have failed for %v", errStream, s.cursor.Position(), hub.StreamRetry)
 	}
 	return nil
 }
 
-// flushBatch writes what is queued now, then returns cause.
-func (s *session) flushBatch(cause error) error {
+func (s *session) setLast(seq uint64) {
 	s.mu.Lock()
-	batch := s.queue
-	s.queue = nil
+	s.last = max(s.last, seq)
 	s.mu.Unlock()
-	if err := s.writeBatch(batch); err != nil {
-		return err
-	}
-	return cause
 }
 
+func (s *session) ping() error {
+	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.WriteTimeout)
+	err := s.ws.Ping(ctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%w: ping: %v", errWrite, err)
+	}
+	s.srv.metrics.pings.Inc()
+	return nil
+}
+
+// gap reports lost sequences from..to: a gap message on the native
+// endpoint; ComfyDeploy clients have no such message and skip them.
+func (s *session) gap(from, to uint64) error {
+	s.srv.metrics.gaps.Inc()
+	s.setLast(to)
+	if s.comfy() {
+		return nil
+	}
+	return s.write(true, wire.EncodeControl(wire.Control{Type: wire.TypeGap, From: from, To: to}))
+}
+
+// write sends one message under the write timeout. The timeout is the
+// connection's write deadline rather than a context, so a write
+// allocates nothing; cut closes the connection to stop it early.
 func (s *session) write(text bool, data []byte) error {
 	typ := websocket.MessageBinary
 	if text {
 		typ = websocket.MessageText
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.WriteTimeout)
-	err := s.ws.Write(ctx, typ, data)
-	cancel()
+	_ = s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
+	err := s.ws.Write(context.Background(), typ, data)
+	// No deadline while idle: the library answers the client's pings.
+	_ = s.conn.SetWriteDeadline(time.Time{})
 	if err != nil {
 		return fmt.Errorf("%w: %v", errWrite, err)
 	}
@@ -709,6 +444,7 @@ func (s *session) finish(err error) {
 	s.mu.Lock()
 	last := s.last
 	s.mu.Unlock()
+	_ = s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
 	switch {
 	case errors.Is(err, errDraining):
 		_ = s.ws.Close(websocket.StatusCode(wire.CloseGoingAway),
@@ -718,9 +454,9 @@ func (s *session) finish(err error) {
 		_ = s.ws.Close(websocket.StatusCode(wire.ClosePolicy), "token expired; reconnect with a fresh token and since=<last seq received>")
 	case errors.Is(err, errStream):
 		s.srv.metrics.slowCloses.Inc()
-		s.log.Warn("closing client that cannot be caught up", "err", err)
+		s.log.Warn("closing client: the stream is unavailable", "err", err)
 		_ = s.ws.Close(websocket.StatusCode(wire.CloseSlowClient),
-			fmt.Sprintf("too far behind and the stream is unavailable; reconnect with since=%d", last))
+			fmt.Sprintf("the stream is unavailable; reconnect with since=%d", last))
 	case errors.Is(err, errWrite), errors.Is(err, context.Canceled):
 		// The client left or stalled past the write timeout.
 	default:

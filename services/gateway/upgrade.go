@@ -12,11 +12,13 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/framecast/framecast/services/gateway/auth"
+	"github.com/framecast/framecast/services/gateway/hub"
 	"github.com/framecast/framecast/shared/subject"
 )
 
@@ -37,8 +39,9 @@ type request struct {
 	since    *uint64
 	last     int
 	expiry   time.Time
-	live     []string // hub subjects
-	filters  []string // stream subjects
+	epoch    string // with since: the stream epoch the client resumes in
+	watches  []hub.Watch
+	filters  []string // stream subjects, for last=n
 }
 
 type httpError struct {
@@ -63,7 +66,11 @@ func (s *Server) serveComfy(w http.ResponseWriter, r *http.Request) {
 	s.upgrade(w, r, req, herr)
 }
 
-func parseResume(q map[string][]string, allowLast bool) (since *uint64, last int, herr *httpError) {
+// maxEpoch bounds the epoch parameter: a stream epoch is a decimal
+// number of nanoseconds.
+const maxEpoch = 20
+
+func parseResume(q map[string][]string, allowLast bool) (since *uint64, last int, epoch string, herr *httpError) {
 	get := func(k string) (string, bool) {
 		v, ok := q[k]
 		if !ok || len(v) == 0 {
@@ -73,27 +80,37 @@ func parseResume(q map[string][]string, allowLast bool) (since *uint64, last int
 	}
 	sv, hasSince := get("since")
 	lv, hasLast := get("last")
+	ev, hasEpoch := get("epoch")
 	if !allowLast && hasLast {
-		return nil, 0, badRequest("last is not supported on this endpoint; use since=<seq>")
+		return nil, 0, "", badRequest("last is not supported on this endpoint; use since=<seq>")
 	}
 	if hasSince && hasLast {
-		return nil, 0, badRequest("since and last are exclusive; send at most one")
+		return nil, 0, "", badRequest("since and last are exclusive; send at most one")
 	}
 	if hasSince {
 		n, err := strconv.ParseUint(sv, 10, 64)
 		if err != nil {
-			return nil, 0, badRequest("since %q is not a stream sequence; want an unsigned integer", sv)
+			return nil, 0, "", badRequest("since %q is not a stream sequence; want an unsigned integer", sv)
 		}
 		since = &n
 	}
 	if hasLast {
 		n, err := strconv.Atoi(lv)
 		if err != nil || n < 1 || n > MaxLast {
-			return nil, 0, badRequest("last %q is out of range; want an integer 1..%d", lv, MaxLast)
+			return nil, 0, "", badRequest("last %q is out of range; want an integer 1..%d", lv, MaxLast)
 		}
 		last = n
 	}
-	return since, last, nil
+	if hasEpoch {
+		if !hasSince {
+			return nil, 0, "", badRequest("epoch goes with since: send since=<seq>&epoch=<the hello's epoch>, or neither")
+		}
+		if len(ev) == 0 || len(ev) > maxEpoch || strings.Trim(ev, "0123456789") != "" {
+			return nil, 0, "", badRequest("epoch %q is not a stream epoch; send back the epoch of the hello or reset message", ev)
+		}
+		epoch = ev
+	}
+	return since, last, epoch, nil
 }
 
 func (s *Server) parseNative(r *http.Request) (*request, *httpError) {
@@ -106,7 +123,7 @@ func (s *Server) parseNative(r *http.Request) (*request, *httpError) {
 		return nil, badRequest("%v", err)
 	}
 	var herr *httpError
-	if req.since, req.last, herr = parseResume(q, true); herr != nil {
+	if req.since, req.last, req.epoch, herr = parseResume(q, true); herr != nil {
 		return nil, herr
 	}
 	claims, herr := s.authenticate(r)
@@ -122,10 +139,9 @@ func (s *Server) parseNative(r *http.Request) (*request, *httpError) {
 		}
 		req.expiry = claims.Expiry()
 	}
-	req.live = []string{subject.Live(req.outputID, "")}
+	req.watches = []hub.Watch{outputWatch(req.outputID, subject.ClientToken(req.clientID))}
 	req.filters = []string{subject.Frames(req.outputID, "")}
 	if req.clientID != "" {
-		req.live = append(req.live, subject.Live(req.outputID, req.clientID))
 		req.filters = append(req.filters, subject.Frames(req.outputID, req.clientID))
 	}
 	return req, nil
@@ -138,7 +154,7 @@ func (s *Server) parseComfy(r *http.Request) (*request, *httpError) {
 		return nil, badRequest("clientId: %v", err)
 	}
 	var herr *httpError
-	if req.since, _, herr = parseResume(q, false); herr != nil {
+	if req.since, _, req.epoch, herr = parseResume(q, false); herr != nil {
 		return nil, herr
 	}
 	claims, herr := s.authenticate(r)
@@ -160,8 +176,10 @@ func (s *Server) parseComfy(r *http.Request) (*request, *httpError) {
 	}
 	ctok := subject.ClientToken(req.clientID)
 	if slices.Contains(outputs, auth.AllOutputs) {
-		req.live = []string{subject.LivePrefix + ".*." + ctok, subject.LivePrefix + ".*." + subject.Broadcast}
-		req.filters = []string{subject.Prefix + ".*." + ctok, subject.Prefix + ".*." + subject.Broadcast}
+		req.watches = []hub.Watch{
+			{Live: subject.LivePrefix + ".*." + ctok, Filter: subject.Prefix + ".*." + ctok},
+			{Live: subject.LivePrefix + ".*." + subject.Broadcast, Filter: subject.Prefix + ".*." + subject.Broadcast},
+		}
 		return req, nil
 	}
 	seen := map[string]bool{}
@@ -170,13 +188,22 @@ func (s *Server) parseComfy(r *http.Request) (*request, *httpError) {
 			continue
 		}
 		seen[oid] = true
-		req.live = append(req.live, subject.Live(oid, req.clientID), subject.Live(oid, ""))
-		req.filters = append(req.filters, subject.Frames(oid, req.clientID), subject.Frames(oid, ""))
+		req.watches = append(req.watches, outputWatch(oid, ctok))
 	}
-	if len(req.live) == 0 {
+	if len(req.watches) == 0 {
 		return nil, s.forbidden("scope_output", "token allows no valid output id")
 	}
 	return req, nil
+}
+
+// outputWatch is the ring of every frame of output oid, of which the
+// connection takes those for client token ctok and broadcasts. One ring
+// per output, not per client, lets one stream read serve every client of
+// an output (a reconnect storm reads the stream once).
+func outputWatch(oid, ctok string) hub.Watch {
+	live := strings.TrimSuffix(subject.Live(oid, ""), subject.Broadcast) + "*"
+	filter := strings.TrimSuffix(subject.Frames(oid, ""), subject.Broadcast) + "*"
+	return hub.Watch{Live: live, Filter: filter, Client: ctok}
 }
 
 // authenticate returns the token's claims, nil claims for an anonymous
@@ -236,6 +263,15 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, req *request, h
 	if herr != nil {
 		writeError(w, herr.status, herr.code, herr.msg)
 		return
+	}
+	if s.hub.Info().Epoch == "" {
+		// No stream lookup has succeeded yet: without one, a live-only
+		// client's start could not be told from the window's.
+		if _, err := s.refreshStream(r.Context()); err != nil {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "stream_unavailable", "the stream cannot be looked up yet; try again: "+err.Error())
+			return
+		}
 	}
 	hw := &hijackWriter{ResponseWriter: w}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{

@@ -19,7 +19,7 @@ func refMeta() frame.Meta {
 // TestResolveOnce: many writers resolving one frame fetch it once and
 // share the same wire bytes.
 func TestResolveOnce(t *testing.T) {
-	f := NewFrame(7, "live.outputs.o.~all", refMeta(), nil)
+	f := NewFrame(7, "~all", refMeta(), nil)
 	if f.Resolved() || f.Native() != nil || f.Size() != 5 {
 		t.Fatalf("before Resolve: resolved %v, native %q, size %d; want false, nil, 5", f.Resolved(), f.Native(), f.Size())
 	}

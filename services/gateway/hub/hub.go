@@ -21,270 +21,346 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/framecast/framecast/services/gateway/replay"
 	"github.com/framecast/framecast/shared/frame"
-	"github.com/framecast/framecast/shared/wire"
 )
 
-// DefaultBuffer is the capacity, in messages, of the channel between NATS
-// and the dispatcher. If the dispatcher falls that far behind, NATS drops
-// messages (a slow consumer); the hub sees the gap and tells subscribers.
-const DefaultBuffer = 1024
+// Defaults of Config.
+const (
+	// DefaultBuffer is the capacity, in messages, of the channel between
+	// NATS and the dispatcher. If the dispatcher falls that far behind,
+	// NATS drops messages of a subscription (a slow consumer); its ring
+	// heals with one stream read.
+	DefaultBuffer = 1024
+	// DefaultBudget bounds the bytes all rings hold together.
+	DefaultBudget = 256 << 20
+	// DefaultReads bounds the stream reads running at once.
+	DefaultReads = 4
+)
 
-// maxTracked bounds the concrete subjects whose last sequence one
-// subscription remembers (a wildcard subscription sees one per output).
+// maxTracked bounds the concrete subjects whose last sequence one ring
+// remembers (a wildcard ring sees one per output or client).
 const maxTracked = 16384
 
-// Subscriber receives frames. Its methods are called on the dispatcher
-// goroutine and must not block.
-type Subscriber interface {
-	// Deliver hands over one frame. f is shared: read it, never modify it.
-	Deliver(f *Frame)
-	// Missed says frames of one of the subscriber's subjects were lost
-	// between NATS and the hub (reconnect, slow consumer): the subscriber
-	// should catch up from the stream.
-	Missed()
-}
+// maxBatch bounds the rings one stream read fills.
+const maxBatch = 64
 
-// Frame is one live frame.
-type Frame struct {
-	Seq     uint64 // stream sequence
-	Subject string // the concrete live subject
-	// Prev is the sequence of the frame before it on Subject
-	// (Nats-Last-Sequence), 0 if none.
-	Prev uint64
-	Meta frame.Meta
-
-	mu     sync.Mutex
-	image  []byte
-	native []byte
-	comfy  []byte
-	// For a frame sent by reference: whether its image is here, or known
-	// to be gone, and the channel closed when a running fetch ends.
-	loaded   bool
-	gone     error
-	fetching chan struct{}
-}
-
-// NewFrame returns a frame with the image img (empty for a frame sent by
-// reference).
-func NewFrame(seq uint64, subject string, meta frame.Meta, img []byte) *Frame {
-	return &Frame{Seq: seq, Subject: subject, Meta: meta, image: img, loaded: meta.Object == ""}
-}
-
-// ErrGone is wrapped by Fetch errors meaning the object no longer exists;
-// Resolve remembers them.
-var ErrGone = errors.New("object gone")
-
-// UnknownSize is what Size counts for a frame sent by reference whose
-// reference does not state the image's size.
-const UnknownSize = 1 << 20
-
-// Size is the image's size in bytes, known before the image is resolved.
-func (f *Frame) Size() int {
-	switch {
-	case f.Meta.Object == "":
-		return len(f.image)
-	case f.Meta.ObjectSize > 0:
-		return int(f.Meta.ObjectSize)
-	}
-	return UnknownSize
-}
-
-// Resolved reports whether the frame's image is available (always true for
-// inline frames).
-func (f *Frame) Resolved() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.loaded
-}
-
-// Fetch reads the object with the given name.
-type Fetch func(ctx context.Context, name string) ([]byte, error)
-
-// Resolve makes the image of a frame sent by reference available. The
-// first caller fetches it with fetch, under its own ctx; concurrent callers
-// wait for that fetch (or for their ctx) and share its outcome. A failure
-// wrapping ErrGone is remembered and returned to every later caller; any
-// other failure is returned to the caller that fetched (the others try
-// again). Resolve is safe for concurrent use and a no-op for inline frames.
-func (f *Frame) Resolve(ctx context.Context, fetch Fetch) error {
-	for {
-		f.mu.Lock()
-		if f.loaded || f.gone != nil {
-			err := f.gone
-			f.mu.Unlock()
-			return err
-		}
-		if wait := f.fetching; wait != nil {
-			f.mu.Unlock()
-			select {
-			case <-wait:
-				continue
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		done := make(chan struct{})
-		f.fetching = done
-		f.mu.Unlock()
-
-		img, err := fetch(ctx, f.Meta.Object)
-		f.mu.Lock()
-		switch {
-		case err == nil:
-			f.image, f.loaded = img, true
-		case errors.Is(err, ErrGone):
-			f.gone = err
-		}
-		f.fetching = nil
-		close(done)
-		f.mu.Unlock()
-		return err
-	}
-}
-
-// Image returns the frame's image; nil for a frame sent by reference
-// until Resolve succeeded.
-func (f *Frame) Image() []byte {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.image
-}
-
-// Native returns the frame's native wire bytes, built on first use and
-// shared by every caller; nil while the image is not resolved. Safe for
-// concurrent use.
-func (f *Frame) Native() []byte {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.native == nil && f.loaded {
-		f.native = wire.EncodeNative(wire.HeaderOf(f.Seq, f.Meta), f.image)
-	}
-	return f.native
-}
-
-// Comfy returns the frame's ComfyDeploy wire bytes, built on first use and
-// shared by every caller; nil while the image is not resolved or when the
-// frame cannot be expressed in that format. Safe for concurrent use.
-func (f *Frame) Comfy() []byte {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.comfy == nil && f.loaded {
-		b, err := wire.EncodeComfy(f.Meta.OutputID, f.Meta.Format, f.image)
-		if err != nil {
-			return nil
-		}
-		f.comfy = b
-	}
-	return f.comfy
+// Config configures a Hub. Conn and Source are required.
+type Config struct {
+	Conn   *nats.Conn
+	Source replay.Source
+	// Budget bounds the bytes of every ring together (0: DefaultBudget).
+	// Over it, the least recently used rings lose their oldest frames.
+	Budget int64
+	// Reads bounds concurrent stream reads (0: DefaultReads).
+	Reads int
+	// Buffer is the dispatcher channel's capacity (0: DefaultBuffer).
+	Buffer int
+	Log    *slog.Logger
+	Stats  Stats
 }
 
 // Stats observes the hub; nil funcs are skipped.
 type Stats struct {
 	Subscriptions func(n int)
-	Gap           func()
+	// Gap: a hole in a subject's sequence chain, or a slow consumer.
+	Gap func()
+	// Read: a shared stream read started (rings is how many it fills).
+	Read func(rings int)
+	// Late: a frame was delivered behind a cursor's position.
+	Late func()
 }
 
-// Hub owns the subscriptions and the dispatcher goroutine; Close ends it.
+func (s Stats) late() {
+	if s.Late != nil {
+		s.Late()
+	}
+}
+
+// Hub owns the subscriptions, their rings, the dispatcher goroutine and
+// the stream reads; Close ends them.
 type Hub struct {
-	nc    *nats.Conn
-	log   *slog.Logger
-	stats Stats
-	ch    chan *nats.Msg
-	done  chan struct{}
+	nc     *nats.Conn
+	source replay.Source
+	log    *slog.Logger
+	stats  Stats
+	budget int64
+	reads  int
+	ch     chan *nats.Msg
+	ctx    context.Context
+	cancel context.CancelFunc
 	// closeOnce makes Close safe to call more than once, concurrently.
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 
+	water  atomic.Uint64 // highest sequence handed to a ring
+	epoch  atomic.Uint64 // counts stream recreations seen
+	tick   atomic.Int64  // LRU clock
+	bytes  atomic.Int64  // in all rings
+	behind atomic.Int64  // cursors waiting for a stream read
+
 	mu   sync.Mutex
-	subs map[string]*entry
+	subs map[string]*ring
+
+	infoMu    sync.Mutex
+	info      Info
+	st        jetstream.Stream
+	checking  atomic.Bool
+	lastCheck atomic.Int64
+
+	readMu  sync.Mutex
+	queue   []*ring
+	readers int
 }
 
-type entry struct {
-	sub     *nats.Subscription
-	members map[Subscriber]struct{}
-	// last is the last sequence seen per concrete subject; it detects
-	// frames lost in transit through Nats-Last-Sequence.
-	last map[string]uint64
+// Info is what the hub knows of the stream, from its last lookup.
+type Info struct {
+	// Epoch names the stream's incarnation (its creation time).
+	Epoch       string
+	First, Last uint64
 }
 
-// New starts a hub on nc with a channel of buffer messages (0 means
-// DefaultBuffer).
-func New(nc *nats.Conn, buffer int, log *slog.Logger, stats Stats) *Hub {
-	if buffer <= 0 {
-		buffer = DefaultBuffer
+// New starts a hub.
+func New(cfg Config) *Hub {
+	if cfg.Buffer <= 0 {
+		cfg.Buffer = DefaultBuffer
 	}
+	if cfg.Budget <= 0 {
+		cfg.Budget = DefaultBudget
+	}
+	if cfg.Reads <= 0 {
+		cfg.Reads = DefaultReads
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
-		nc: nc, log: log, stats: stats,
-		ch:   make(chan *nats.Msg, buffer),
-		done: make(chan struct{}),
-		subs: make(map[string]*entry),
+		nc: cfg.Conn, source: cfg.Source, log: cfg.Log, stats: cfg.Stats,
+		budget: cfg.Budget, reads: cfg.Reads,
+		ch:  make(chan *nats.Msg, cfg.Buffer),
+		ctx: ctx, cancel: cancel,
+		subs: make(map[string]*ring),
 	}
 	h.wg.Add(1)
 	go h.dispatch()
 	return h
 }
 
-// Join adds s to each subject, subscribing to the subjects no one watched
-// yet. When Join returns nil, the gateway's NATS server has registered
-// every subscription. In a cluster the interest reaches the server that
-// republishes the stream asynchronously, so frames stored just after Join
-// may still miss s; each frame's Prev shows it (the session's hand-over
-// checks it).
-func (h *Hub) Join(ctx context.Context, s Subscriber, subjects []string) error {
+// Refresh looks the stream up once. A changed epoch (the stream was
+// deleted and created again) empties every ring, and every cursor gets
+// Reset from its next Next.
+func (h *Hub) Refresh(ctx context.Context) (Info, error) {
+	st, err := h.source.JS.Stream(ctx, h.source.Stream)
+	if err != nil {
+		return Info{}, fmt.Errorf("stream %s: %w", h.source.Stream, err)
+	}
+	ci := st.CachedInfo()
+	in := Info{Epoch: strconv.FormatInt(ci.Created.UnixNano(), 10), First: ci.State.FirstSeq, Last: ci.State.LastSeq}
+	h.infoMu.Lock()
+	old := h.info.Epoch
+	h.info, h.st = in, st
+	h.infoMu.Unlock()
+	h.lastCheck.Store(time.Now().UnixNano())
+	if old != "" && old != in.Epoch {
+		h.log.Warn("the stream was created again; every connection starts over at its new start", "stream", h.source.Stream, "old_epoch", old, "epoch", in.Epoch)
+		h.newEpoch()
+	}
+	return in, nil
+}
+
+// Info returns what the last Refresh saw; the zero Info before one
+// succeeded.
+func (h *Hub) Info() Info {
+	h.infoMu.Lock()
+	defer h.infoMu.Unlock()
+	return h.info
+}
+
+// Tip is the newest sequence the gateway knows the stream holds.
+func (h *Hub) Tip() uint64 {
+	return max(h.Info().Last, h.water.Load())
+}
+
+// Epoch returns the stream epoch the rings hold, as a counter that a
+// cursor compares (see Next) and as the stream's epoch name.
+func (h *Hub) Epoch() (uint64, string) {
+	return h.epoch.Load(), h.Info().Epoch
+}
+
+// checkEpoch refreshes the stream info in the background, at most once a
+// second: a frame suggested the stream was created again.
+func (h *Hub) checkEpoch() {
+	if time.Now().UnixNano()-h.lastCheck.Load() < int64(time.Second) || !h.checking.CompareAndSwap(false, true) {
+		return
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		defer h.checking.Store(false)
+		ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
+		defer cancel()
+		if _, err := h.Refresh(ctx); err != nil {
+			h.log.Warn("stream lookup failed", "err", err)
+		}
+	}()
+}
+
+func (h *Hub) newEpoch() {
 	h.mu.Lock()
-	added := false
-	for i, subj := range subjects {
-		e := h.subs[subj]
-		if e == nil {
-			sub, err := h.nc.ChanSubscribe(subj, h.ch)
+	defer h.mu.Unlock()
+	h.epoch.Add(1)
+	h.water.Store(0)
+	for _, r := range h.subs {
+		r.mu.Lock()
+		h.bytes.Add(-r.clear())
+		queue := r.need(1)
+		r.mu.Unlock()
+		if queue {
+			h.queueRead(r)
+		}
+		h.wakeAll(r)
+	}
+}
+
+// Join returns a cursor over the rings of watches, positioned after
+// sequence *since on each, or, with since nil, after the newest frame the
+// gateway knows of (live only: nothing stored before is sent, and no
+// stream lookup is made), subscribing to subjects no one watched yet.
+// When Join returns, the gateway's NATS server has registered every
+// subscription. In a cluster the interest reaches the server that
+// republishes the stream asynchronously, so frames stored just after Join
+// may still miss the gateway; the next frame's Nats-Last-Sequence shows
+// the hole, which a stream read fills.
+func (h *Hub) Join(ctx context.Context, w Waker, watches []Watch, since *uint64) (*Cursor, error) {
+	c := &Cursor{h: h, waker: w, epoch: h.epoch.Load(), subs: make([]cursorSub, 0, len(watches))}
+	var fresh []*ring
+	h.mu.Lock()
+	for _, wt := range watches {
+		r := h.subs[wt.Live]
+		if r == nil {
+			sub, err := h.nc.ChanSubscribe(wt.Live, h.ch)
 			if err != nil {
 				h.mu.Unlock()
-				h.Leave(s, subjects[:i])
-				return fmt.Errorf("subscribe %s: %w", subj, err)
+				h.settle(fresh, nil)
+				h.Leave(c)
+				return nil, fmt.Errorf("subscribe %s: %w", wt.Live, err)
 			}
 			// Unlimited pending: the channel is the bound.
 			_ = sub.SetPendingLimits(-1, -1)
-			e = &entry{sub: sub, members: make(map[Subscriber]struct{}), last: make(map[string]uint64)}
-			h.subs[subj] = e
-			added = true
+			r = &ring{subject: wt.Live, filter: wt.Filter, sub: sub, created: time.Now(),
+				liveFrom: h.Tip() + 1, last: make(map[string]uint64), ready: make(chan struct{})}
+			h.subs[wt.Live] = r
+			fresh = append(fresh, r)
 		}
-		e.members[s] = struct{}{}
+		r.used.Store(h.tick.Add(1))
+		r.mu.Lock()
+		r.members = append(r.members, c)
+		c.subs = append(c.subs, cursorSub{r: r, client: wt.Client, resume: since != nil})
+		r.mu.Unlock()
 	}
 	n := len(h.subs)
 	h.mu.Unlock()
-	if added {
+	if len(fresh) > 0 {
 		h.report(n)
 		if err := h.nc.FlushWithContext(ctx); err != nil {
-			h.Leave(s, subjects)
-			return fmt.Errorf("flush subscriptions: %w", err)
+			h.settle(fresh, nil)
+			h.Leave(c)
+			return nil, fmt.Errorf("flush subscriptions: %w", err)
 		}
+		var info *Info
+		if since == nil {
+			// A live-only start needs the stream's last sequence now that
+			// the subscriptions are in place: frames after it come live.
+			// A resume reads the stream instead (the ring stays
+			// unverified until it did).
+			if in, err := h.Refresh(ctx); err == nil {
+				info = &in
+			} else {
+				h.log.Warn("stream lookup failed; new live-only connections start at the last known sequence", "err", err)
+			}
+		}
+		h.settle(fresh, info)
 	}
-	return nil
+	for i := range c.subs {
+		cs := &c.subs[i]
+		select {
+		case <-cs.r.ready:
+		case <-ctx.Done():
+			h.Leave(c)
+			return nil, ctx.Err()
+		}
+		cs.r.mu.RLock()
+		cs.lateGen = cs.r.lateGen
+		switch {
+		case since != nil:
+			cs.pos.Store(*since)
+		default:
+			pos := max(h.Tip(), cs.r.liveFrom-1)
+			if n := len(cs.r.frames); n > 0 {
+				pos = max(pos, cs.r.frames[n-1].Seq)
+			}
+			cs.pos.Store(pos)
+		}
+		cs.r.mu.RUnlock()
+	}
+	return c, nil
 }
 
-// Leave removes s from each subject and unsubscribes from subjects no one
-// watches any more.
-func (h *Hub) Leave(s Subscriber, subjects []string) {
+// settle ends the creation of fresh rings: with info, a lookup made after
+// their subscriptions were in place, their live spans start after its
+// last sequence and are verified.
+func (h *Hub) settle(fresh []*ring, info *Info) {
+	for _, r := range fresh {
+		r.mu.Lock()
+		if info != nil && true {
+			r.liveFrom = max(r.liveFrom, info.Last+1)
+			r.verified = true
+		}
+		r.mu.Unlock()
+		close(r.ready)
+	}
+}
+
+// Leave removes c from its rings and unsubscribes from subjects no one
+// watches any more, dropping their rings.
+func (h *Hub) Leave(c *Cursor) {
 	h.mu.Lock()
 	removed := false
-	for _, subj := range subjects {
-		e := h.subs[subj]
-		if e == nil {
-			continue
+	for i := range c.subs {
+		r := c.subs[i].r
+		r.mu.Lock()
+		for i, m := range r.members {
+			if m == c {
+				last := len(r.members) - 1
+				r.members[i] = r.members[last]
+				r.members[last] = nil
+				r.members = r.members[:last]
+				break
+			}
 		}
-		delete(e.members, s)
-		if len(e.members) == 0 {
-			_ = e.sub.Unsubscribe()
-			delete(h.subs, subj)
+		empty := len(r.members) == 0
+		if empty {
+			r.dropped = true
+			h.bytes.Add(-r.bytes)
+		}
+		r.mu.Unlock()
+		if empty && h.subs[r.subject] == r {
+			_ = r.sub.Unsubscribe()
+			delete(h.subs, r.subject)
 			removed = true
 		}
 	}
+	c.subs = nil
+	c.setBehind(false)
 	n := len(h.subs)
 	h.mu.Unlock()
 	if removed {
@@ -299,32 +375,86 @@ func (h *Hub) Subscriptions() int {
 	return len(h.subs)
 }
 
-// Reset forgets the sequences seen and tells every subscriber it missed
-// frames. Call it when the NATS connection was re-established.
-//
-// Subscribers are told under h.mu: the dispatcher, which no longer sees a
-// jump in sequences once they are forgotten, must not hand anyone a frame
-// before it was told, or that subscriber would go past the frames lost.
-func (h *Hub) Reset() {
+// Bytes is what the rings hold together.
+func (h *Hub) Bytes() int64 { return h.bytes.Load() }
+
+// Behind is the number of cursors waiting for a stream read.
+func (h *Hub) Behind() int64 { return h.behind.Load() }
+
+// SlowConsumer says NATS dropped messages of sub: its ring heals with one
+// stream read from its newest frame on.
+func (h *Hub) SlowConsumer(sub *nats.Subscription) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, e := range h.subs {
-		clear(e.last)
-		for s := range e.members {
-			s.Missed()
+	r := h.subs[sub.Subject]
+	h.mu.Unlock()
+	if r == nil || r.sub != sub {
+		return
+	}
+	h.heal(r, 0, 0)
+}
+
+// Reconnected says the NATS connection was re-established: live frames
+// may have been lost on every subscription, and every ring heals with a
+// stream read.
+func (h *Hub) Reconnected() {
+	h.mu.Lock()
+	rings := make([]*ring, 0, len(h.subs))
+	for _, r := range h.subs {
+		rings = append(rings, r)
+	}
+	h.mu.Unlock()
+	for _, r := range rings {
+		h.heal(r, 0, 0)
+	}
+	h.checkEpoch()
+}
+
+// heal stalls r's live span at from (0: after its newest frame) and asks
+// for a stream read from there. upTo is the newest sequence known
+// missing (0: unknown, as after a slow consumer): a read already running
+// that delivers past it fills the hole, and no other read is started.
+func (h *Hub) heal(r *ring, from, upTo uint64) {
+	if h.stats.Gap != nil {
+		h.stats.Gap()
+	}
+	r.mu.Lock()
+	if from == 0 {
+		from = r.liveFrom
+		if n := len(r.frames); n > 0 {
+			from = max(from, r.frames[n-1].Seq+1)
 		}
+	}
+	if r.stall == 0 || from < r.stall {
+		r.stall = from
+	}
+	r.healGen++
+	if upTo != 0 && r.reading && r.readFrom <= from {
+		r.healUpTo = max(r.healUpTo, upTo)
+		r.mu.Unlock()
+		return
+	}
+	r.healBlind = true
+	// Not need: a read running now may have passed the hole already.
+	if r.want == 0 || from < r.want {
+		r.want = from
+	}
+	queue := !r.queued && !r.dropped
+	r.queued = r.queued || queue
+	r.mu.Unlock()
+	if queue {
+		h.queueRead(r)
 	}
 }
 
-// Close unsubscribes everything and stops the dispatcher.
+// Close unsubscribes everything and stops the dispatcher and the reads.
 func (h *Hub) Close() {
 	h.mu.Lock()
-	for subj, e := range h.subs {
-		_ = e.sub.Unsubscribe()
+	for subj, r := range h.subs {
+		_ = r.sub.Unsubscribe()
 		delete(h.subs, subj)
 	}
 	h.mu.Unlock()
-	h.closeOnce.Do(func() { close(h.done) })
+	h.closeOnce.Do(h.cancel)
 	h.wg.Wait()
 	h.report(0)
 }
@@ -335,67 +465,125 @@ func (h *Hub) report(n int) {
 	}
 }
 
+// wakeAll wakes r's parked cursors.
+func (h *Hub) wakeAll(r *ring) {
+	r.mu.RLock()
+	for _, c := range r.members {
+		c.wake()
+	}
+	r.mu.RUnlock()
+}
+
+// clientToken is the last token of a subject.
+func clientToken(subj string) string {
+	return subj[strings.LastIndexByte(subj, '.')+1:]
+}
+
 func (h *Hub) dispatch() {
 	defer h.wg.Done()
-	var members []Subscriber
 	for {
 		var m *nats.Msg
 		select {
-		case <-h.done:
+		case <-h.ctx.Done():
 			return
 		case m = <-h.ch:
 		}
-		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
-		if err != nil {
-			h.log.Warn("live message without stream sequence", "subject", m.Subject)
-			continue
-		}
-		prev, _ := strconv.ParseUint(m.Header.Get(jetstream.LastSequenceHeader), 10, 64)
-
-		h.mu.Lock()
-		e := h.subs[m.Sub.Subject]
-		if e == nil || e.sub != m.Sub {
-			h.mu.Unlock()
-			continue // from a subscription dropped since
-		}
-		members = members[:0]
-		for s := range e.members {
-			members = append(members, s)
-		}
-		last, known := e.last[m.Subject]
-		if known && seq <= last {
-			h.mu.Unlock()
-			continue // redelivered
-		}
-		if !known && len(e.last) >= maxTracked {
-			clear(e.last) // bounds memory on wildcard subjects
-		}
-		e.last[m.Subject] = seq
-		missed := known && prev != last
-		h.mu.Unlock()
-
-		if missed {
-			if h.stats.Gap != nil {
-				h.stats.Gap()
-			}
-			h.log.Warn("live frames lost in transit; subscribers catch up from the stream",
-				"subject", m.Subject, "last_seen", last, "previous", prev, "seq", seq)
-			for _, s := range members {
-				s.Missed()
-			}
-			clear(members)
-			continue
-		}
-		meta, err := frame.Decode(m.Header)
-		if err != nil {
-			h.log.Warn("dropping live frame with bad metadata", "subject", m.Subject, "seq", seq, "err", err)
-			continue
-		}
-		f := NewFrame(seq, m.Subject, meta, m.Data)
-		f.Prev = prev
-		for _, s := range members {
-			s.Deliver(f)
-		}
-		clear(members)
+		h.deliver(m)
 	}
 }
+
+// deliver puts one live message into its ring.
+func (h *Hub) deliver(m *nats.Msg) {
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		h.log.Warn("live message without stream sequence", "subject", m.Subject)
+		return
+	}
+	prev, _ := strconv.ParseUint(m.Header.Get(jetstream.LastSequenceHeader), 10, 64)
+	h.mu.Lock()
+	r := h.subs[m.Sub.Subject]
+	h.mu.Unlock()
+	if r == nil || r.sub != m.Sub {
+		return // from a subscription dropped since
+	}
+	meta, err := frame.Decode(m.Header)
+	if err != nil {
+		h.log.Warn("dropping live frame with bad metadata", "subject", m.Subject, "seq", seq, "err", err)
+		return
+	}
+	w := h.water.Load()
+	r.mu.Lock()
+	last, known := r.last[m.Subject]
+	if known && seq <= last {
+		dup := r.has(seq)
+		r.mu.Unlock()
+		if !dup && prev == 0 {
+			// A subject's first frame again: the stream may have been
+			// created again. The new epoch's read brings the frame back.
+			h.checkEpoch()
+		}
+		if dup || prev == 0 {
+			return
+		}
+		// A frame that arrived after later ones (a leader change): it
+		// goes in its place, and to cursors past it as a late frame.
+		r.mu.Lock()
+	} else {
+		if !known && len(r.last) >= maxTracked {
+			clear(r.last) // bounds memory on wildcard subjects
+		}
+		r.last[m.Subject] = seq
+	}
+	var hole uint64
+	switch {
+	case known && seq > last && prev > last:
+		hole = last + 1
+	case !known && prev >= r.liveFrom && !r.has(prev):
+		hole = r.liveFrom
+	}
+	n := r.insert(NewFrame(seq, clientToken(m.Subject), meta, m.Data), w)
+	r.mu.Unlock()
+	r.used.Store(h.tick.Add(1))
+	if hole != 0 {
+		h.log.Warn("live frames lost in transit; one stream read fills the hole",
+			"subject", m.Subject, "last_seen", last, "previous", prev, "seq", seq)
+		h.heal(r, hole, prev)
+	}
+	if seq > w {
+		h.water.Store(seq)
+	}
+	h.wakeAll(r)
+	if h.bytes.Add(n) > h.budget {
+		h.evict()
+	}
+}
+
+// evict frees ring memory until the rings hold at most 15/16 of the
+// budget, taking from the least recently used ring first (ring.evict
+// says which of its frames go).
+func (h *Hub) evict() {
+	goal := h.budget - h.budget/16
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	tried := make(map[*ring]bool)
+	for h.bytes.Load() > goal {
+		var victim *ring
+		for _, r := range h.subs {
+			if !tried[r] && (victim == nil || r.used.Load() < victim.used.Load()) {
+				victim = r
+			}
+		}
+		if victim == nil {
+			return
+		}
+		tried[victim] = true
+		victim.mu.Lock()
+		over := h.bytes.Load() - goal
+		n := victim.evict(max(0, victim.bytes-over))
+		victim.mu.Unlock()
+		h.bytes.Add(-n)
+	}
+}
+
+// errStale stops a read whose rings all left the hub.
+var errStale = errors.New("no ring wants the read any more")

@@ -74,6 +74,21 @@ func (s Source) ReadWithGaps(ctx context.Context, filters []string, start uint64
 	return s.read(ctx, filters, start, false, fn, gap)
 }
 
+// ReadFrom is ReadWithGaps for a caller that has looked the stream up
+// already: st is that lookup (its replicas decide whether the read checks
+// for a lagging replica) and tip the newest sequence the caller knows the
+// stream holds. It saves the read its own stream lookup.
+func (s Source) ReadFrom(ctx context.Context, st jetstream.Stream, tip uint64, filters []string, start uint64, fn func(jetstream.Msg) error, gap func(from, to uint64) error) (uint64, error) {
+	if start == 0 {
+		start = 1
+	}
+	l := &lag{}
+	if st != nil && st.CachedInfo().Config.Replicas > 1 {
+		l = &lag{st: st, filters: filters, tip: tip, onLag: s.ReplicaLag}
+	}
+	return s.readWith(ctx, l, filters, start, false, fn, gap)
+}
+
 // errLostDelivery stops one consumer's read when it delivered messages the
 // read never received.
 var errLostDelivery = errors.New("consumer delivered messages that never arrived")
@@ -86,6 +101,10 @@ func (s Source) read(ctx context.Context, filters []string, start uint64, header
 	if err != nil {
 		return start - 1, err
 	}
+	return s.readWith(ctx, lag, filters, start, headersOnly, fn, gap)
+}
+
+func (s Source) readWith(ctx context.Context, lag *lag, filters []string, start uint64, headersOnly bool, fn func(jetstream.Msg) error, gap func(from, to uint64) error) (uint64, error) {
 	last := start - 1
 	for {
 		l, next, err := s.readFrom(ctx, filters, start, headersOnly, fn, gap, lag)

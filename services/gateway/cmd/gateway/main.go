@@ -47,7 +47,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.NATSURL, "nats-url", gateway.DefaultNATSURL, "NATS server URL(s), comma-separated")
 	fs.StringVar(&cfg.ID, "id", "", "gateway id in hello messages and logs (default: host name)")
 	fs.BoolVar(&cfg.AllowAnonymous, "allow-anonymous", false, "allow clients without a token (development only: anyone reads everything)")
-	fs.IntVar(&cfg.QueueBytes, "queue-bytes", gateway.DefaultQueueBytes, "per-connection send queue bound in bytes; past it the connection catches up from the stream")
+	fs.Int64Var(&cfg.CacheBytes, "cache-bytes", gateway.DefaultCacheBytes, "bytes of frames the gateway keeps in memory for all connections; past it the least recently used outputs lose their oldest frames")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", gateway.DefaultWriteTimeout, "bound on one websocket write")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", gateway.DefaultPingInterval, "websocket keepalive ping period")
 	fs.BoolVar(&cfg.Viewer, "viewer", false, "serve the web viewer at / and the JS client at /framecast.js")
