@@ -73,8 +73,8 @@ func TestSlowClient(t *testing.T) {
 		t.Errorf("fast clients: %v", err)
 	}
 	t.Logf("fast clients complete; the stalled client has handled %d of %d frames", slow.rec.Seen(), l.Acked())
-	if n, ok := metric(ctx, gw.URL, "framecast_gateway_queue_overflows_total"); ok {
-		t.Logf("gateway queue overflows: %v", n)
+	if n, ok := metric(ctx, gw.URL, "framecast_gateway_stream_reads_total"); ok {
+		t.Logf("gateway shared stream reads: %v", n)
 	}
 	close(hold)
 	finish(t, ctx, l)
