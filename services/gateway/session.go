@@ -60,6 +60,9 @@ type session struct {
 	started  bool
 	cursor   *hub.Cursor
 	resuming bool // native resume: the live marker is still to be sent
+	// deadline is the connection's write deadline while the writer runs
+	// (zero while it is parked, so the library can answer pings).
+	deadline time.Time
 
 	mu      sync.Mutex
 	running bool // a writer goroutine runs
@@ -355,6 +358,7 @@ func (s *session) idle(n hub.Next) (bool, error) {
 		s.cursor.Unpark()
 		return false, s.send(n)
 	}
+	s.clearDeadline()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.woken || s.pingDue || s.expired || s.srv.isDraining() {
@@ -417,6 +421,30 @@ func (s *session) gap(from, to uint64) error {
 	return s.write(true, wire.EncodeControl(wire.Control{Type: wire.TypeGap, From: from, To: to}))
 }
 
+// deadlineSlack is how stale the write deadline may get: it is moved
+// forward at most once per slack, so each write has between
+// WriteTimeout-deadlineSlack and WriteTimeout to finish.
+const deadlineSlack = time.Second
+
+// extendDeadline gives the next write its timeout.
+func (s *session) extendDeadline() {
+	now := time.Now()
+	if s.deadline.Sub(now) < s.srv.cfg.WriteTimeout-deadlineSlack {
+		s.deadline = now.Add(s.srv.cfg.WriteTimeout)
+		_ = s.conn.SetWriteDeadline(s.deadline)
+	}
+}
+
+// clearDeadline removes the write deadline when the writer parks: an idle
+// connection's library writes (pongs, the close handshake) have their own
+// bounds.
+func (s *session) clearDeadline() {
+	if !s.deadline.IsZero() {
+		s.deadline = time.Time{}
+		_ = s.conn.SetWriteDeadline(time.Time{})
+	}
+}
+
 // write sends one message under the write timeout. The timeout is the
 // connection's write deadline rather than a context, so a write
 // allocates nothing; cut closes the connection to stop it early.
@@ -425,10 +453,8 @@ func (s *session) write(text bool, data []byte) error {
 	if text {
 		typ = websocket.MessageText
 	}
-	_ = s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
+	s.extendDeadline()
 	err := s.ws.Write(context.Background(), typ, data)
-	// No deadline while idle: the library answers the client's pings.
-	_ = s.conn.SetWriteDeadline(time.Time{})
 	if err != nil {
 		return fmt.Errorf("%w: %v", errWrite, err)
 	}
@@ -444,7 +470,8 @@ func (s *session) finish(err error) {
 	s.mu.Lock()
 	last := s.last
 	s.mu.Unlock()
-	_ = s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
+	s.deadline = time.Now().Add(s.srv.cfg.WriteTimeout)
+	_ = s.conn.SetWriteDeadline(s.deadline)
 	switch {
 	case errors.Is(err, errDraining):
 		_ = s.ws.Close(websocket.StatusCode(wire.CloseGoingAway),
