@@ -44,6 +44,9 @@ func BenchmarkIdleMemory(b *testing.B) {
 		runtime.GC()
 		m1 := heapStack()
 		rss1 := vmRSS(b)
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.StackInuse)/conns/1024, "gw-stack-KiB/conn")
 		clients.stop()
 		for srv.Connections() > 0 {
 			time.Sleep(10 * time.Millisecond)
