@@ -19,6 +19,12 @@ const (
 // Broadcast is the client token of frames sent without a client_id.
 const Broadcast = "~all"
 
+// EventsToken is the output token of ComfyUI execution events: an event
+// for client cid is stored at Events(cid), beside the frames, in the same
+// stream, so it is ordered, kept and resumed with them. No output id
+// escapes to it ('~' is always escaped).
+const EventsToken = "~events"
+
 const hexDigits = "0123456789ABCDEF"
 
 // Escape maps an id to a subject token. It does not validate the id; the
@@ -93,6 +99,17 @@ func ClientToken(cid string) string {
 // Frames is the subject a producer publishes frames of (oid, cid) to.
 func Frames(oid, cid string) string {
 	return Prefix + "." + Escape(oid) + "." + ClientToken(cid)
+}
+
+// Events is the subject an event for client cid (every client: "") is
+// published to.
+func Events(cid string) string {
+	return Prefix + "." + EventsToken + "." + ClientToken(cid)
+}
+
+// LiveEvents is the subject the stream republishes events for cid to.
+func LiveEvents(cid string) string {
+	return LivePrefix + "." + EventsToken + "." + ClientToken(cid)
 }
 
 // Live is the subject the stream republishes frames of (oid, cid) to.

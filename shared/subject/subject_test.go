@@ -155,3 +155,18 @@ func FuzzEscape(f *testing.F) {
 		}
 	})
 }
+
+func TestEventsTokenUnreachable(t *testing.T) {
+	// No output id escapes to the events token: '~' is always escaped.
+	for _, id := range []string{"~events", "events", "~", "~e", "%7Eevents"} {
+		if Escape(id) == EventsToken {
+			t.Fatalf("Escape(%q) = %q", id, EventsToken)
+		}
+	}
+	if got, want := Events("c 1"), "outputs.~events.c~201"; got != want {
+		t.Fatalf("Events: got %q; want %q", got, want)
+	}
+	if got, want := LiveEvents(""), "live.outputs.~events.~all"; got != want {
+		t.Fatalf("LiveEvents: got %q; want %q", got, want)
+	}
+}
