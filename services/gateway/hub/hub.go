@@ -550,7 +550,9 @@ func (h *Hub) deliver(m *nats.Msg) {
 		h.heal(r, hole, prev)
 	}
 	if seq > w {
-		h.water.Store(seq)
+		// Not Store: a new epoch may have set the watermark back to 0
+		// since w was read, and this frame may be the old stream's.
+		h.water.CompareAndSwap(w, seq)
 	}
 	h.wakeAll(r)
 	if h.bytes.Add(n) > h.budget {
