@@ -124,8 +124,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.metrics.observeHub(cfg.Registry, h)
 	bgctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
-	s.bg.Add(1)
+	s.bg.Add(2)
 	go s.ensureStream(bgctx)
+	go s.watch(bgctx)
 	s.handler = s.routes()
 	return s, nil
 }
@@ -170,6 +171,37 @@ func (s *Server) ensureStream(ctx context.Context) {
 		if _, err := s.refreshStream(ctx); err != nil {
 			s.log.Warn("stream lookup failed", "err", err)
 		}
+	}
+}
+
+// watch cuts every connection whose write has made no progress for the
+// write timeout (a client that stopped reading), checking four times per
+// timeout, until ctx ends.
+func (s *Server) watch(ctx context.Context) {
+	defer s.bg.Done()
+	t := time.NewTicker(s.cfg.WriteTimeout / 4)
+	defer t.Stop()
+	var stalled []*session
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cutoff := time.Now().Add(-s.cfg.WriteTimeout).UnixNano()
+		s.mu.Lock()
+		for ss := range s.sessions {
+			if ss.stalled(cutoff) {
+				stalled = append(stalled, ss)
+			}
+		}
+		s.mu.Unlock()
+		for _, ss := range stalled {
+			ss.log.Info("closing connection: a write made no progress", "timeout", s.cfg.WriteTimeout)
+			ss.cut()
+		}
+		clear(stalled)
+		stalled = stalled[:0]
 	}
 }
 

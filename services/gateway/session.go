@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -60,9 +61,10 @@ type session struct {
 	started  bool
 	cursor   *hub.Cursor
 	resuming bool // native resume: the live marker is still to be sent
-	// deadline is the connection's write deadline while the writer runs
-	// (zero while it is parked, so the library can answer pings).
-	deadline time.Time
+	// stall is when the running write last made progress (unix
+	// nanoseconds; 0: no write runs). The server's watchdog cuts a
+	// connection whose write made none for WriteTimeout.
+	stall atomic.Int64
 
 	mu      sync.Mutex
 	running bool // a writer goroutine runs
@@ -358,7 +360,6 @@ func (s *session) idle(n hub.Next) (bool, error) {
 		s.cursor.Unpark()
 		return false, s.send(n)
 	}
-	s.clearDeadline()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.woken || s.pingDue || s.expired || s.srv.isDraining() {
@@ -421,40 +422,32 @@ func (s *session) gap(from, to uint64) error {
 	return s.write(true, wire.EncodeControl(wire.Control{Type: wire.TypeGap, From: from, To: to}))
 }
 
-// deadlineSlack is how stale the write deadline may get: it is moved
-// forward at most once per slack, so each write has between
-// WriteTimeout-deadlineSlack and WriteTimeout to finish.
-const deadlineSlack = time.Second
-
-// extendDeadline gives the next write its timeout.
-func (s *session) extendDeadline() {
-	now := time.Now()
-	if s.deadline.Sub(now) < s.srv.cfg.WriteTimeout-deadlineSlack {
-		s.deadline = now.Add(s.srv.cfg.WriteTimeout)
-		_ = s.conn.SetWriteDeadline(s.deadline)
+// progress records that the connection took bytes, for the watchdog.
+func (s *session) progress() {
+	if s.stall.Load() != 0 {
+		s.stall.Store(time.Now().UnixNano())
 	}
 }
 
-// clearDeadline removes the write deadline when the writer parks: an idle
-// connection's library writes (pongs, the close handshake) have their own
-// bounds.
-func (s *session) clearDeadline() {
-	if !s.deadline.IsZero() {
-		s.deadline = time.Time{}
-		_ = s.conn.SetWriteDeadline(time.Time{})
-	}
+// stalled reports whether a write has made no progress since before
+// cutoff (unix nanoseconds).
+func (s *session) stalled(cutoff int64) bool {
+	t := s.stall.Load()
+	return t != 0 && t < cutoff
 }
 
-// write sends one message under the write timeout. The timeout is the
-// connection's write deadline rather than a context, so a write
-// allocates nothing; cut closes the connection to stop it early.
+// write sends one message. A write that makes no progress for the write
+// timeout is cut by the server's watchdog (Server.watch), which costs a
+// write no timer, deadline or context: a slow client that keeps taking
+// bytes receives even a large frame, and one that stalls is cut.
 func (s *session) write(text bool, data []byte) error {
 	typ := websocket.MessageBinary
 	if text {
 		typ = websocket.MessageText
 	}
-	s.extendDeadline()
+	s.stall.Store(time.Now().UnixNano())
 	err := s.ws.Write(context.Background(), typ, data)
+	s.stall.Store(0)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errWrite, err)
 	}
@@ -470,8 +463,8 @@ func (s *session) finish(err error) {
 	s.mu.Lock()
 	last := s.last
 	s.mu.Unlock()
-	s.deadline = time.Now().Add(s.srv.cfg.WriteTimeout)
-	_ = s.conn.SetWriteDeadline(s.deadline)
+	s.stall.Store(time.Now().UnixNano()) // the close handshake's writes are watched too
+	defer s.stall.Store(0)
 	switch {
 	case errors.Is(err, errDraining):
 		_ = s.ws.Close(websocket.StatusCode(wire.CloseGoingAway),

@@ -283,6 +283,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, req *request, h
 		return // Accept wrote the response
 	}
 	ss := newSession(s, ws, hw.conn, req)
+	hw.watched.s = ss
 	if !s.add(ss) {
 		_ = ws.Close(websocket.StatusCode(1001), "gateway draining; reconnect to another gateway")
 		return
@@ -305,7 +306,23 @@ const (
 // the connection, and keeps the connection for the session.
 type hijackWriter struct {
 	http.ResponseWriter
-	conn net.Conn
+	conn    net.Conn
+	watched *watchedConn
+}
+
+// watchedConn tells the session each time the connection takes bytes, for
+// the write watchdog.
+type watchedConn struct {
+	net.Conn
+	s *session
+}
+
+func (c *watchedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 && c.s != nil {
+		c.s.progress()
+	}
+	return n, err
 }
 
 func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -323,7 +340,8 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		r = bufio.NewReaderSize(conn, readBufferSize)
 	}
 	w.conn = conn
-	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(conn, writeBufferSize)), nil
+	w.watched = &watchedConn{Conn: conn}
+	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(w.watched, writeBufferSize)), nil
 }
 
 // Unwrap lets http.ResponseController reach the net/http writer.
