@@ -1,7 +1,9 @@
 // Package producer is framecast's ingest service: an HTTP API that takes
 // a batch of images (raw pixels, one encoded image, or a multipart batch),
 // encodes it as the seed ComfyUI node does, and publishes one JetStream
-// message per image through package publish.
+// message per image through package publish. It also publishes ComfyUI
+// execution events, {"event": "<name>", "data": {...}}, one message each,
+// beside the frames in the same stream.
 //
 // New connects to NATS and keeps reconnecting forever; the service starts
 // and answers even while NATS is down (publishes then get 503 with
@@ -11,6 +13,7 @@
 // Routes of Server.Handler:
 //
 //	POST /v1/outputs/{output_id}/images   publish a batch (see docs/producer.md)
+//	POST /v1/events                        publish a ComfyUI execution event
 //	GET  /healthz                          200 while the process runs
 //	GET  /readyz                           200 when NATS is connected and the stream ensured
 //	GET  /metrics                          Prometheus metrics, framecast_producer_*

@@ -20,6 +20,7 @@ const (
 	CodeInvalidBody          = "invalid_body"
 	CodeInvalidImage         = "invalid_image"
 	CodeInvalidIdempotency   = "invalid_idempotency_key"
+	CodeInvalidEvent         = "invalid_event"
 	CodeUnsupportedMediaType = "unsupported_media_type"
 	CodeBodyTooLarge         = "body_too_large"
 	CodeImageTooLarge        = "image_too_large"

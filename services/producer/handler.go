@@ -123,15 +123,9 @@ func (s *Server) publishRequest(w http.ResponseWriter, r *http.Request, oid stri
 	if e != nil {
 		return e
 	}
-	var key string
-	if vs := r.Header.Values("Idempotency-Key"); len(vs) > 0 {
-		if len(vs) > 1 {
-			return errorf(http.StatusBadRequest, CodeInvalidIdempotency, "Idempotency-Key is given %d times; give it once", len(vs))
-		}
-		key = vs[0]
-		if err := publish.ValidateKey(key); err != nil {
-			return errorf(http.StatusBadRequest, CodeInvalidIdempotency, "%s", strings.TrimPrefix(err.Error(), publish.ErrInvalid.Error()+": "))
-		}
+	key, e := idempotencyKey(r.Header)
+	if e != nil {
+		return e
 	}
 	limit := s.cfg.MaxBodyBytes
 	if req.kind == bodyRaw {

@@ -135,14 +135,19 @@ type result struct {
 	status int
 	header http.Header
 	ok     Response
+	event  EventResponse // the 200 answer of eventsPath
 	err    ErrorResponse
 	raw    string
 }
 
-// post sends a publish request. path is the escaped output_id segment.
+// post sends a publish request. seg is the escaped output_id segment, or
+// a whole path when it starts with "/" (eventsPath).
 func (e *env) post(t *testing.T, seg, query, ctype string, body []byte, hdr map[string]string) result {
 	t.Helper()
 	u := e.http.URL + "/v1/outputs/" + seg + "/images"
+	if strings.HasPrefix(seg, "/") {
+		u = e.http.URL + seg
+	}
 	if query != "" {
 		u += "?" + query
 	}
@@ -163,9 +168,12 @@ func (e *env) post(t *testing.T, seg, query, ctype string, body []byte, hdr map[
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	r := result{status: resp.StatusCode, header: resp.Header, raw: string(b)}
-	if resp.StatusCode == http.StatusOK {
+	switch {
+	case resp.StatusCode == http.StatusOK && seg == eventsPath:
+		err = json.Unmarshal(b, &r.event)
+	case resp.StatusCode == http.StatusOK:
 		err = json.Unmarshal(b, &r.ok)
-	} else {
+	default:
 		err = json.Unmarshal(b, &r.err)
 	}
 	if err != nil {
@@ -210,6 +218,19 @@ func decodeJSON(t *testing.T, resp *http.Response, v any) {
 	}
 }
 
-func bufCopy(sb *strings.Builder, resp *http.Response) { io.Copy(sb, resp.Body) }
+// metrics is the text of the producer's /metrics.
+func (e *env) metrics(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get(e.http.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }

@@ -325,6 +325,9 @@ func TestBadInput(t *testing.T) {
 	ctText, bodyText := multipartBody(t, []part{{"image/png", p}, {"text/plain", p}})
 	ctEmpty, bodyEmpty := multipartBody(t, nil)
 	ctTwo, bodyTwo := multipartBody(t, []part{{"image/png", p}, {"image/png", p}})
+	const ev, js = eventsPath, "application/json"
+	event := []byte(`{"event":"progress","data":{"value":1,"max":2}}`)
+	bigEvent := []byte(`{"event":"s","data":{"x":"` + strings.Repeat("x", 64<<10) + `"}}`)
 	tests := []struct {
 		name    string
 		seg     string
@@ -386,6 +389,38 @@ func TestBadInput(t *testing.T) {
 		{"multipart no boundary", "o", "", "multipart/form-data", bodyMixed, nil, 400, CodeInvalidBody, "boundary"},
 		{"long idempotency key", "o", "", "image/png", p, map[string]string{"Idempotency-Key": strings.Repeat("k", 129)}, 400, CodeInvalidIdempotency, "1..128 bytes of printable ASCII"},
 		{"non-ASCII idempotency key", "o", "", "image/png", p, map[string]string{"Idempotency-Key": "k\xc3\xa9"}, 400, CodeInvalidIdempotency, "printable ASCII"},
+
+		// POST /v1/events
+		{"event: long client_id", ev, "client_id=" + strings.Repeat("c", 129), js, event, nil, 400, CodeInvalidClientID, "128 bytes"},
+		{"event: control client_id", ev, "client_id=a%00", js, event, nil, 400, CodeInvalidClientID, "printable ASCII"},
+		{"event: unknown parameter", ev, "output_id=o", js, event, nil, 400, CodeInvalidQuery, "allowed: client_id"},
+		{"event: repeated client_id", ev, "client_id=a&client_id=b", js, event, nil, 400, CodeInvalidQuery, "once"},
+		{"event: bad query encoding", ev, "client_id=%zz", js, event, nil, 400, CodeInvalidQuery, "allowed parameters: client_id"},
+		{"event: missing content type", ev, "", "", event, nil, 415, CodeUnsupportedMediaType, "allowed: application/json"},
+		{"event: text content type", ev, "", "text/plain", event, nil, 415, CodeUnsupportedMediaType, "allowed: application/json"},
+		{"event: other charset", ev, "", "application/json; charset=latin1", event, nil, 415, CodeUnsupportedMediaType, "charset=utf-8"},
+		{"event: unparsable content type", ev, "", "application/json; =", event, nil, 415, CodeUnsupportedMediaType, "does not parse"},
+		{"event: long idempotency key", ev, "", js, event, map[string]string{"Idempotency-Key": strings.Repeat("k", 129)}, 400, CodeInvalidIdempotency, "1..128 bytes"},
+		{"event: over 64 KiB", ev, "", js, bigEvent, nil, 413, CodeBodyTooLarge, "the limit is 65536 bytes"},
+		{"event: empty body", ev, "", js, nil, nil, 400, CodeInvalidEvent, "the event is empty"},
+		{"event: not JSON", ev, "", js, []byte("event=status"), nil, 400, CodeInvalidEvent, "not valid JSON"},
+		{"event: truncated JSON", ev, "", js, event[:len(event)-1], nil, 400, CodeInvalidEvent, "unexpected end of JSON input"},
+		{"event: two JSON values", ev, "", js, append(event, event...), nil, 400, CodeInvalidEvent, "not valid JSON"},
+		{"event: invalid UTF-8", ev, "", js, []byte("{\"event\":\"s\",\"data\":{\"x\":\"\xff\"}}"), nil, 400, CodeInvalidEvent, "not valid UTF-8"},
+		{"event: an array", ev, "", js, []byte(`[]`), nil, 400, CodeInvalidEvent, "the event is a JSON array"},
+		{"event: ComfyUI's type member", ev, "", js, []byte(`{"type":"status","data":{}}`), nil, 400, CodeInvalidEvent, `unknown member "type"`},
+		{"event: extra member", ev, "", js, []byte(`{"event":"s","data":{},"sid":"x"}`), nil, 400, CodeInvalidEvent, `unknown member "sid"`},
+		{"event: missing data", ev, "", js, []byte(`{"event":"s"}`), nil, 400, CodeInvalidEvent, `member "data" is missing`},
+		{"event: missing event", ev, "", js, []byte(`{"data":{}}`), nil, 400, CodeInvalidEvent, `member "event" is missing`},
+		{"event: event twice", ev, "", js, []byte(`{"event":"s","data":{},"event":"t"}`), nil, 400, CodeInvalidEvent, "given twice"},
+		{"event: name not a string", ev, "", js, []byte(`{"event":7,"data":{}}`), nil, 400, CodeInvalidEvent, `"event" is a JSON number`},
+		{"event: empty name", ev, "", js, []byte(`{"event":"","data":{}}`), nil, 400, CodeInvalidEvent, `"event" is empty`},
+		{"event: 65-byte name", ev, "", js, []byte(`{"event":"` + strings.Repeat("n", 65) + `","data":{}}`), nil, 400, CodeInvalidEvent, "1..64 bytes of printable ASCII"},
+		{"event: control in name", ev, "", js, []byte(`{"event":"a\n","data":{}}`), nil, 400, CodeInvalidEvent, "byte 0x0A at offset 1"},
+		{"event: non-ASCII name", ev, "", js, []byte(`{"event":"\u00e9","data":{}}`), nil, 400, CodeInvalidEvent, "printable ASCII"},
+		{"event: name ends with a space", ev, "", js, []byte(`{"event":"s ","data":{}}`), nil, 400, CodeInvalidEvent, "starts or ends with a space"},
+		{"event: data an array", ev, "", js, []byte(`{"event":"s","data":[]}`), nil, 400, CodeInvalidEvent, "allowed: a JSON object"},
+		{"event: data null", ev, "", js, []byte(`{"event":"s","data":null}`), nil, 400, CodeInvalidEvent, "allowed: a JSON object"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -412,6 +447,9 @@ func TestRoutes(t *testing.T) {
 		code         string
 	}{
 		{"GET", "/v1/outputs/o/images", 405, CodeMethodNotAllowed},
+		{"GET", "/v1/events", 405, CodeMethodNotAllowed},
+		{"POST", "/v1/events/", 404, CodeNotFound},
+		{"POST", "/v1/events/x", 404, CodeNotFound},
 		{"POST", "/v1/outputs/o/other", 404, CodeNotFound},
 		{"POST", "/v1/outputs/a/b/images", 404, CodeNotFound},
 		{"GET", "/nope", 404, CodeNotFound},
@@ -438,17 +476,11 @@ func TestRoutes(t *testing.T) {
 	}
 	// One publish, then the metrics show it.
 	e.checkFrames(t, e.post(t, "m", "", "image/png", pngBytes(t, 2, 2), nil), "m", "", 1, frame.PNG, 2, 2)
-	resp, err := http.Get(e.http.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var sb strings.Builder
-	bufCopy(&sb, resp)
+	metrics := e.metrics(t)
 	for _, want := range []string{`framecast_producer_requests_total{code="200"}`, `framecast_producer_frames_total{format="png"} 1`,
 		"framecast_producer_bytes_total", "framecast_producer_encode_seconds", "framecast_producer_publish_seconds_count 1",
-		`framecast_producer_errors_total{code="method_not_allowed"} 1`, "framecast_producer_ready 1"} {
-		if !strings.Contains(sb.String(), want) {
+		`framecast_producer_errors_total{code="method_not_allowed"} 2`, "framecast_producer_ready 1"} {
+		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
@@ -470,24 +502,34 @@ func TestAuth(t *testing.T) {
 		{"first", "Bearer first", 200, ""},
 		{"second, any case scheme", "bearer second-token", 200, ""},
 	}
+	// The same auth guards images and events.
+	requests := []struct {
+		seg, ctype string
+		body       []byte
+	}{
+		{"auth", "image/png", p},
+		{eventsPath, "application/json", []byte(`{"event":"status","data":{}}`)},
+	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			hdr := map[string]string{}
-			if tt.auth != "" {
-				hdr["Authorization"] = tt.auth
-			}
-			before := e.count(t)
-			r := e.post(t, "auth", "", "image/png", p, hdr)
-			if r.status != tt.status || r.err.Error.Code != tt.code {
-				t.Fatalf("got %d %q; want %d %q", r.status, r.err.Error.Code, tt.status, tt.code)
-			}
-			if tt.status == 401 && r.header.Get("WWW-Authenticate") == "" {
-				t.Fatal("401 without WWW-Authenticate")
-			}
-			if want := before + map[bool]uint64{true: 1}[tt.status == 200]; e.count(t) != want {
-				t.Fatalf("stream has %d messages; want %d", e.count(t), want)
-			}
-		})
+		for _, rq := range requests {
+			t.Run(tt.name+" "+rq.ctype, func(t *testing.T) {
+				hdr := map[string]string{}
+				if tt.auth != "" {
+					hdr["Authorization"] = tt.auth
+				}
+				before := e.count(t)
+				r := e.post(t, rq.seg, "", rq.ctype, rq.body, hdr)
+				if r.status != tt.status || r.err.Error.Code != tt.code {
+					t.Fatalf("got %d %q; want %d %q", r.status, r.err.Error.Code, tt.status, tt.code)
+				}
+				if tt.status == 401 && r.header.Get("WWW-Authenticate") == "" {
+					t.Fatal("401 without WWW-Authenticate")
+				}
+				if want := before + map[bool]uint64{true: 1}[tt.status == 200]; e.count(t) != want {
+					t.Fatalf("stream has %d messages; want %d", e.count(t), want)
+				}
+			})
+		}
 	}
 }
 
@@ -520,15 +562,18 @@ func TestChunkedBodyOverLimit(t *testing.T) {
 	ct, multi := multipartBody(t, []part{{"image/png", big}})
 	tests := []struct {
 		name  string
+		path  string
 		ctype string
 		body  []byte
+		limit string
 	}{
-		{"image", "image/png", big},
-		{"multipart", ct, multi},
+		{"image", "/v1/outputs/o/images", "image/png", big, "1048576 bytes"},
+		{"multipart", "/v1/outputs/o/images", ct, multi, "1048576 bytes"},
+		{"event", eventsPath, "application/json", []byte(`{"event":"s","data":{"x":"` + strings.Repeat("x", 64<<10) + `"}}`), "65536 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(http.MethodPost, e.http.URL+"/v1/outputs/o/images", io.MultiReader(bytes.NewReader(tt.body)))
+			req, err := http.NewRequest(http.MethodPost, e.http.URL+tt.path, io.MultiReader(bytes.NewReader(tt.body)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -540,8 +585,8 @@ func TestChunkedBodyOverLimit(t *testing.T) {
 			defer resp.Body.Close()
 			var b ErrorResponse
 			decodeJSON(t, resp, &b)
-			if resp.StatusCode != 413 || b.Error.Code != CodeBodyTooLarge || !strings.Contains(b.Error.Message, "1048576 bytes") {
-				t.Fatalf("got %d %s %q; want 413 %s naming the limit of 1048576 bytes", resp.StatusCode, b.Error.Code, b.Error.Message, CodeBodyTooLarge)
+			if resp.StatusCode != 413 || b.Error.Code != CodeBodyTooLarge || !strings.Contains(b.Error.Message, tt.limit) {
+				t.Fatalf("got %d %s %q; want 413 %s naming the limit of %s", resp.StatusCode, b.Error.Code, b.Error.Message, CodeBodyTooLarge, tt.limit)
 			}
 		})
 	}

@@ -42,3 +42,28 @@ func TestPublishErrorOfPartialBatch(t *testing.T) {
 		})
 	}
 }
+
+// An event the broker did not take answers by its cause, as a batch does.
+func TestEventError(t *testing.T) {
+	tests := []struct {
+		name, key, code, says string
+		err                   error
+		status                int
+		retry                 bool
+	}{
+		{"broker away, key", "k", CodeBrokerUnavailable, "retry with the same Idempotency-Key", fmt.Errorf("%w: not connected", publish.ErrUnavailable), 503, true},
+		{"broker away, no key", "", CodeBrokerUnavailable, "send an Idempotency-Key", fmt.Errorf("%w: no acknowledgement in time", publish.ErrUnavailable), 503, true},
+		{"over max_payload", "", CodeBodyTooLarge, "at most 800 bytes per message; nothing was published", fmt.Errorf("%w: the event is 900 bytes with headers; the broker accepts at most 800 bytes per message", publish.ErrFrameTooLarge), 413, false},
+		{"invalid", "", CodeInvalidEvent, `"event" is empty; nothing was published`, fmt.Errorf("%w: \"event\" is empty", publish.ErrInvalidEvent), 400, false},
+		{"other", "", CodeInternal, "boom", fmt.Errorf("boom"), 500, false},
+	}
+	var s Server
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := s.eventError(tt.err, tt.key)
+			if e.status != tt.status || e.code != tt.code || e.retry != tt.retry || !strings.Contains(e.message, tt.says) {
+				t.Errorf("got %d %s retry=%v %q; want %d %s retry=%v saying %q", e.status, e.code, e.retry, e.message, tt.status, tt.code, tt.retry, tt.says)
+			}
+		})
+	}
+}

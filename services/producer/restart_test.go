@@ -54,6 +54,10 @@ func TestBrokerOutage(t *testing.T) {
 		if len(r.err.Error.Published) != 0 {
 			t.Fatalf("published %v; want none", r.err.Error.Published)
 		}
+		r = e.post(t, eventsPath, "client_id=c", "application/json", []byte(`{"event":"status","data":{}}`), nil)
+		if r.status != 503 || r.err.Error.Code != CodeBrokerUnavailable || r.header.Get("Retry-After") != "3" || !strings.Contains(r.err.Error.Message, "nothing was published") {
+			t.Fatalf("event: got %d %q %q Retry-After %q; want 503 %q saying nothing was published, Retry-After 3", r.status, r.err.Error.Code, r.err.Error.Message, r.header.Get("Retry-After"), CodeBrokerUnavailable)
+		}
 	}
 
 	t.Run("before NATS starts", func(t *testing.T) {

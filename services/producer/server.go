@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -204,16 +205,23 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, errorf(http.StatusNotFound, CodeNotFound, "no route for %s %s; the API is POST /v1/outputs/{output_id}/images, plus GET /healthz, /readyz, /metrics", r.Method, r.URL.Path))
+		s.writeError(w, errorf(http.StatusNotFound, CodeNotFound, "no route for %s %s; the API is POST /v1/outputs/{output_id}/images and POST /v1/events, plus GET /healthz, /readyz, /metrics", r.Method, r.URL.Path))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := r.URL.EscapedPath(); len(p) >= len(outputsPrefix) && p[:len(outputsPrefix)] == outputsPrefix {
-			rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-			s.serveImages(rec, r)
-			s.metrics.requests.WithLabelValues(fmt.Sprint(rec.status)).Inc()
+		p := r.URL.EscapedPath()
+		var serve http.HandlerFunc
+		switch {
+		case strings.HasPrefix(p, outputsPrefix):
+			serve = s.serveImages
+		case p == eventsPath:
+			serve = s.serveEvents
+		default:
+			mux.ServeHTTP(w, r)
 			return
 		}
-		mux.ServeHTTP(w, r)
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		serve(rec, r)
+		s.metrics.requests.WithLabelValues(fmt.Sprint(rec.status)).Inc()
 	})
 }
 

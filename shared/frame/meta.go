@@ -26,6 +26,10 @@ const (
 	// HeaderObjectSize is the size in bytes of the image named by
 	// HeaderObject, so a receiver can budget for it before fetching it.
 	HeaderObjectSize = "Framecast-Object-Size"
+	// HeaderEvent names the ComfyUI execution event a message of
+	// subject.Events carries; the message body is the event object's JSON
+	// text, {"event": <this name>, "data": {...}}.
+	HeaderEvent = "Framecast-Event"
 )
 
 // Limits on metadata values, checked by Decode and Validate.

@@ -93,6 +93,7 @@ func printBanner(w io.Writer, st *devstack.Stack) {
 	fmt.Fprintf(w, `framecast development stack is up
   viewer         %[1]s/
   producer API   POST %[1]s/v1/outputs/{output_id}/images
+                 POST %[1]s/v1/events?client_id=me
   websocket      %[2]s/v1/ws?output_id=demo
   comfydeploy    %[2]s/comfyui-deploy/ws?clientId=me
   health         %[1]s/healthz  %[1]s/readyz  %[1]s/metrics

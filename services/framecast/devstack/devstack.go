@@ -3,7 +3,7 @@
 // gateway (anonymous access, web viewer) behind one HTTP listener, sharing
 // one Prometheus registry.
 //
-// Routes: /v1/outputs/ goes to the producer; everything else (/v1/ws,
+// Routes: /v1/outputs/ and /v1/events go to the producer; everything else (/v1/ws,
 // /comfyui-deploy/ws, the viewer at /, /framecast.js, /healthz, /readyz,
 // /metrics with both services' metrics) goes to the gateway.
 package devstack
@@ -129,6 +129,7 @@ func (st *Stack) start(ctx context.Context, cfg Config, natsPort int) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/outputs/", st.producer.Handler())
+	mux.Handle("/v1/events", st.producer.Handler())
 	mux.Handle("/", st.gateway.Handler())
 	st.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 	go func() { st.served <- st.http.Serve(st.ln) }()

@@ -38,6 +38,15 @@ func TestRoutes(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"seq":1`) {
 		t.Fatalf("publish got %s %s; want 200 with seq 1", resp.Status, b)
 	}
+	resp, err = http.Post(base+"/v1/events?client_id=me", "application/json", strings.NewReader(`{"event":"status","data":{}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `{"client_id":"me","event":"status","seq":2}`; resp.StatusCode != http.StatusOK || strings.TrimSpace(string(b)) != want {
+		t.Fatalf("event got %s %s; want 200 %s", resp.Status, b, want)
+	}
 
 	tests := []struct {
 		path, want string

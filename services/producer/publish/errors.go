@@ -14,8 +14,12 @@ var (
 	ErrInvalid = errors.New("invalid batch")
 	// ErrFrameTooLarge is wrapped when a frame exceeds Options.MaxFrame,
 	// or must travel inline (Options.InlineLimit < 0) and, with its
-	// headers, exceeds the broker's maximum message size.
+	// headers, exceeds the broker's maximum message size; also when an
+	// event with its headers exceeds that size.
 	ErrFrameTooLarge = errors.New("frame too large")
+	// ErrInvalidEvent is wrapped by errors about an event object: not
+	// JSON, not {"event": "<name>", "data": {...}}, a bad name, too large.
+	ErrInvalidEvent = errors.New("invalid event")
 	// ErrUnavailable is wrapped when the broker cannot be reached or did
 	// not store a frame: not connected, no stream, a timeout, a closed
 	// connection, or a JetStream error reply.

@@ -19,6 +19,10 @@
 // the same frame either way. With an idempotency key the object is named
 // "<escaped key>/<batch_index>" and a retry reuses an identical stored
 // object instead of storing it again.
+//
+// Publisher.Event publishes one ComfyUI execution event, a small JSON
+// object {"event": "<name>", "data": {...}}, to subject.Events(client_id)
+// in the same stream, so it is ordered, kept and resumed with the frames.
 package publish
 
 import (
@@ -446,16 +450,19 @@ func classify(ctx context.Context, err error) (error, bool) {
 func MsgID(key string, i int) string { return key + "/" + strconv.Itoa(i) }
 
 // ValidateKey checks an idempotency key: 1..128 bytes of printable ASCII.
-func ValidateKey(key string) error {
+func ValidateKey(key string) error { return checkKey(ErrInvalid, key) }
+
+// checkKey is ValidateKey with errors wrapping sentinel.
+func checkKey(sentinel error, key string) error {
 	if key == "" {
-		return fmt.Errorf("%w: idempotency key is empty; allowed: 1..%d bytes of printable ASCII", ErrInvalid, MaxKey)
+		return fmt.Errorf("%w: idempotency key is empty; allowed: 1..%d bytes of printable ASCII", sentinel, MaxKey)
 	}
 	if len(key) > MaxKey {
-		return fmt.Errorf("%w: idempotency key is %d bytes; allowed: 1..%d bytes of printable ASCII", ErrInvalid, len(key), MaxKey)
+		return fmt.Errorf("%w: idempotency key is %d bytes; allowed: 1..%d bytes of printable ASCII", sentinel, len(key), MaxKey)
 	}
 	for i := 0; i < len(key); i++ {
 		if c := key[i]; c < 0x20 || c > 0x7E {
-			return fmt.Errorf("%w: idempotency key has byte 0x%02X at offset %d; allowed: 1..%d bytes of printable ASCII", ErrInvalid, c, i, MaxKey)
+			return fmt.Errorf("%w: idempotency key has byte 0x%02X at offset %d; allowed: 1..%d bytes of printable ASCII", sentinel, c, i, MaxKey)
 		}
 	}
 	return nil
