@@ -195,10 +195,12 @@ class Producer(Service):
 
     def __init__(self, *extra_args, embedded=True):
         def args(folder, port):
+            # nats_port is the embedded NATS server's client port.
+            self.nats_port = free_port()
             return [
                 binary("producer"),
                 "--listen", f"127.0.0.1:{port}",
-                "--nats-url", f"nats://127.0.0.1:{free_port()}",
+                "--nats-url", f"nats://127.0.0.1:{self.nats_port}",
                 *(["--embedded-nats", "--store-dir", os.path.join(folder, "store")] if embedded else []),
                 *extra_args,
             ]
