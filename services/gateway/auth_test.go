@@ -107,7 +107,7 @@ func TestOversizedClientMessage(t *testing.T) {
 	if err := c.Write(context.Background(), websocket.MessageText, []byte("small is fine")); err != nil {
 		t.Fatal(err)
 	}
-	_ = c.Write(context.Background(), websocket.MessageText, make([]byte, ReadLimit+1))
+	_ = c.Write(context.Background(), websocket.MessageText, make([]byte, NativeReadLimit+1))
 	_, err := tryRead(c)
 	if got := closeStatus(err); got != websocket.StatusMessageTooBig {
 		t.Fatalf("close: got %v (%v); want %d", got, err, websocket.StatusMessageTooBig)
@@ -150,5 +150,43 @@ func TestBadQuery(t *testing.T) {
 				t.Fatalf("got %d %+v; want 400 bad_request with %q", code, body.Error, tt.want)
 			}
 		})
+	}
+}
+
+// TestComfyTokenParam: with --comfy-token-param set, the ComfyDeploy
+// endpoint reads its JWT from that parameter and leaves the app's own
+// token= alone.
+func TestComfyTokenParam(t *testing.T) {
+	ns := testNATS(t)
+	_, hs := testGateway(t, ns, func(c *Config) {
+		c.AllowAnonymous = false
+		c.JWTSecret = testSecret
+		c.ComfyTokenParam = "fc_token"
+	})
+	good := token(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{"exp": time.Now().Add(time.Hour).Unix(), "outputs": []string{"*"}})
+	tests := []struct {
+		name, query string
+		want        int
+	}{
+		{"app token and ours", "?clientId=a&token=app-own-token&fc_token=" + good, 101},
+		{"app token only", "?clientId=a&token=" + good, 401},
+		{"ours only", "?clientId=a&fc_token=" + good, 101},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, resp, err := websocket.Dial(context.Background(), wsURL(hs.URL, "/comfyui-deploy/ws"+tt.query), nil)
+			got := 101
+			if err != nil {
+				got = resp.StatusCode
+			} else {
+				c.CloseNow()
+			}
+			if got != tt.want {
+				t.Fatalf("got %d (%v); want %d", got, err, tt.want)
+			}
+		})
+	}
+	if _, err := New(context.Background(), Config{AllowAnonymous: true, ComfyTokenParam: "a b"}); err == nil {
+		t.Fatal("comfy token param \"a b\": got no error")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,8 +22,16 @@ const (
 	DefaultCacheBytes   = 256 << 20
 	DefaultWriteTimeout = 10 * time.Second
 	DefaultPingInterval = 20 * time.Second
-	// ReadLimit bounds one client message; clients need not send any.
-	ReadLimit = 4096
+	// NativeReadLimit bounds one client message on the native endpoint,
+	// whose clients need send none; over it the connection closes with
+	// 1009.
+	NativeReadLimit = 64 << 10
+	// ComfyReadLimit bounds one client message on the ComfyDeploy
+	// endpoint: its apps send camera and canvas frames (a 32 MiB image
+	// and its 32-byte header fit) and input messages, which the gateway
+	// reads and discards as they stream in, holding none of them. Over
+	// it the connection closes with 1009.
+	ComfyReadLimit = 32<<20 + 1<<10
 )
 
 // Config configures a Server. The zero value is valid only with
@@ -48,6 +57,12 @@ type Config struct {
 	// allowed to connect besides the gateway's own host. Empty allows
 	// same-origin only; "*" allows any host (dangerous with cookies).
 	AllowedOrigins []string
+	// ComfyTokenParam is the query parameter the ComfyDeploy endpoint
+	// reads a JWT from (besides the Authorization header); default
+	// "token". Set another name when the apps' URLs carry a token= of
+	// their own (a hosted comfydeploy URL does), or "-" to read the
+	// header only.
+	ComfyTokenParam string
 	// CacheBytes bounds the frames the gateway's rings hold together, for
 	// every connection; past it the least recently used outputs lose
 	// their oldest frames, and a connection that still needs them reads
@@ -69,6 +84,12 @@ type Config struct {
 func (c Config) withDefaults() (Config, error) {
 	if c.NATSURL == "" {
 		c.NATSURL = DefaultNATSURL
+	}
+	switch c.ComfyTokenParam {
+	case "":
+		c.ComfyTokenParam = "token"
+	case "-":
+		c.ComfyTokenParam = ""
 	}
 	if c.CacheBytes == 0 {
 		c.CacheBytes = DefaultCacheBytes
@@ -99,6 +120,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: cache bytes %d; want at least 1048576 (1 MiB)", ErrInvalidConfig, c.CacheBytes)
 	case c.WriteTimeout < 0:
 		return c, fmt.Errorf("%w: write timeout %v; want > 0", ErrInvalidConfig, c.WriteTimeout)
+	case strings.Trim(c.ComfyTokenParam, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != "" || len(c.ComfyTokenParam) > 64:
+		return c, fmt.Errorf("%w: comfy token param %q; want up to 64 letters, digits, '_', '-' or '.', or \"-\" for the header only", ErrInvalidConfig, c.ComfyTokenParam)
 	case c.PingInterval < 0:
 		return c, fmt.Errorf("%w: ping interval %v; want > 0", ErrInvalidConfig, c.PingInterval)
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,15 @@ func testNATS(t testing.TB) *server.Server {
 
 var testStream = stream.Config{Memory: true}
 
+// testLogger discards the gateway's log, unless FRAMECAST_TEST_LOG is set
+// (then it goes to standard error at debug level).
+func testLogger() *slog.Logger {
+	if os.Getenv("FRAMECAST_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
 // testGateway runs a gateway on ns behind an httptest server.
 func testGateway(t testing.TB, ns *server.Server, edit func(*Config)) (*Server, *httptest.Server) {
 	t.Helper()
@@ -44,7 +54,7 @@ func testGateway(t testing.TB, ns *server.Server, edit func(*Config)) (*Server, 
 		Stream:         testStream,
 		ID:             "gw-test",
 		AllowAnonymous: true,
-		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:         testLogger(),
 	}
 	if edit != nil {
 		edit(&cfg)

@@ -25,11 +25,12 @@ func TestSharedSubscription(t *testing.T) {
 		conns[i] = dial(t, hs.URL, "/v1/ws?output_id=shared", nil)
 		readControl(t, conns[i], wire.TypeHello)
 	}
-	if got := srv.Subscriptions(); got != 1 {
-		t.Fatalf("hub subscriptions with %d connections: got %d; want 1", n, got)
+	// One for the output, one for the events.
+	if got := srv.Subscriptions(); got != 2 {
+		t.Fatalf("hub subscriptions with %d connections: got %d; want 2", n, got)
 	}
-	if got := ns.NumSubscriptions() - before; got != 1 {
-		t.Fatalf("server subscriptions added by %d connections: got %d; want 1", n, got)
+	if got := ns.NumSubscriptions() - before; got != 2 {
+		t.Fatalf("server subscriptions added by %d connections: got %d; want 2", n, got)
 	}
 	seq := p.publish("shared", "", img(1))
 	for i, c := range conns {
@@ -130,8 +131,8 @@ func TestHealthReadyMetrics(t *testing.T) {
 	if got := metricValue(t, hs.URL, `framecast_gateway_connections{endpoint="native"}`); got != 1 {
 		t.Errorf("connections gauge: got %v; want 1", got)
 	}
-	if got := metricValue(t, hs.URL, "framecast_gateway_subscriptions"); got != 1 {
-		t.Errorf("subscriptions gauge: got %v; want 1", got)
+	if got := metricValue(t, hs.URL, "framecast_gateway_subscriptions"); got != 2 {
+		t.Errorf("subscriptions gauge: got %v; want 2 (the output's and the events')", got)
 	}
 }
 

@@ -36,8 +36,20 @@ func (s *session) fetchObject(ctx context.Context, name string) ([]byte, error) 
 	return b, err
 }
 
-// writeFrame writes one frame, resolving a frame sent by reference first.
+// writeFrame writes one frame, resolving a frame sent by reference first,
+// or an event (a text message).
 func (s *session) writeFrame(f *hub.Frame) error {
+	if f.IsEvent() {
+		data := f.Native()
+		if s.comfy() {
+			data = f.Comfy()
+		}
+		if err := s.write(true, data); err != nil {
+			return err
+		}
+		s.srv.metrics.events.WithLabelValues(s.req.endpoint).Inc()
+		return nil
+	}
 	if err := s.resolve(f); err != nil {
 		if errors.Is(err, hub.ErrGone) {
 			return s.objectGone(f.Seq, err)

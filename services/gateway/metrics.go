@@ -11,6 +11,8 @@ type metrics struct {
 	subscriptions prometheus.Gauge
 	frames        *prometheus.CounterVec
 	bytes         *prometheus.CounterVec
+	events        *prometheus.CounterVec
+	clientBytes   *prometheus.CounterVec
 	resumes       *prometheus.CounterVec
 	resets        prometheus.Counter
 	reads         prometheus.Counter
@@ -37,6 +39,12 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		}, []string{"endpoint"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "framecast_gateway_bytes_delivered_total", Help: "Frame bytes written to websockets by endpoint.",
+		}, []string{"endpoint"}),
+		clientBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "framecast_gateway_client_message_bytes_total", Help: "Bytes of client messages read and discarded, by endpoint.",
+		}, []string{"endpoint"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "framecast_gateway_events_delivered_total", Help: "ComfyUI execution events written to websockets by endpoint.",
 		}, []string{"endpoint"}),
 		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "framecast_gateway_resumes_total",
@@ -74,7 +82,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "framecast_gateway_auth_failures_total", Help: "Refused upgrades and closes by auth reason.",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.connections, m.subscriptions, m.frames, m.bytes, m.resumes, m.resets,
+	reg.MustRegister(m.connections, m.subscriptions, m.frames, m.bytes, m.events, m.clientBytes, m.resumes, m.resets,
 		m.reads, m.holes, m.late, m.jsRequests, m.gaps, m.replicaWaits, m.slowCloses, m.pings, m.authFailures)
 	return m
 }

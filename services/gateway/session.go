@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -45,6 +46,7 @@ type session struct {
 	srv     *Server
 	ws      *websocket.Conn
 	conn    net.Conn // under ws: closing it cuts the connection at once
+	wc      *watchedConn
 	req     *request
 	log     *slog.Logger
 	frames  prometheus.Counter
@@ -75,13 +77,16 @@ type session struct {
 	last    uint64 // the highest sequence written, for close reasons
 }
 
-func newSession(srv *Server, ws *websocket.Conn, conn net.Conn, req *request) *session {
-	return &session{
-		srv: srv, ws: ws, conn: conn, req: req,
+func newSession(srv *Server, ws *websocket.Conn, wc *watchedConn, req *request) *session {
+	s := &session{
+		srv: srv, ws: ws, conn: wc.Conn, wc: wc, req: req,
 		log:    slog.New(sessionLog{srv.log.Handler(), req}),
 		frames: srv.metrics.frames.WithLabelValues(req.endpoint),
 		bytes:  srv.metrics.bytes.WithLabelValues(req.endpoint),
 	}
+	// Before the session is registered: cut may run from then on.
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
 }
 
 // sessionLog adds a session's endpoint and ids to the records it logs
@@ -145,8 +150,11 @@ func (s *session) cut() {
 // session). It returns at once; the reader ends the session.
 func (s *session) begin() {
 	s.srv.metrics.connections.WithLabelValues(s.req.endpoint).Inc()
-	s.ws.SetReadLimit(ReadLimit)
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if s.comfy() {
+		s.ws.SetReadLimit(ComfyReadLimit)
+	} else {
+		s.ws.SetReadLimit(NativeReadLimit)
+	}
 	s.mu.Lock()
 	// The first ping comes after half to all of the interval, so that
 	// connections opened together do not all ping together.
@@ -178,13 +186,20 @@ func (s *session) expire() {
 	s.signal()
 }
 
-// read discards client messages until the connection fails, then ends
-// the session. A message over ReadLimit makes the library close with
-// 1009. It reads without a context: cut closes the connection instead, so
-// no per-read context registration is held while idle.
+// read discards client messages as they stream in, holding none of them,
+// until the connection fails, then ends the session. A message over the
+// endpoint's read limit makes the library close with 1009. It reads
+// without a context: cut closes the connection instead, so no per-read
+// context registration is held while idle.
 func (s *session) read() {
 	for {
-		if _, _, err := s.ws.Read(context.Background()); err != nil {
+		_, r, err := s.ws.Reader(context.Background())
+		if err != nil {
+			break
+		}
+		n, err := io.Copy(io.Discard, r)
+		s.srv.metrics.clientBytes.WithLabelValues(s.req.endpoint).Add(float64(n))
+		if err != nil {
 			break
 		}
 	}
@@ -446,7 +461,11 @@ func (s *session) write(text bool, data []byte) error {
 		typ = websocket.MessageText
 	}
 	s.stall.Store(time.Now().UnixNano())
+	s.wc.hold()
 	err := s.ws.Write(context.Background(), typ, data)
+	if ferr := s.wc.flush(); err == nil {
+		err = ferr
+	}
 	s.stall.Store(0)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errWrite, err)

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -126,7 +127,7 @@ func (s *Server) parseNative(r *http.Request) (*request, *httpError) {
 	if req.since, req.last, req.epoch, herr = parseResume(q, true); herr != nil {
 		return nil, herr
 	}
-	claims, herr := s.authenticate(r)
+	claims, herr := s.authenticate(r, "token")
 	if herr != nil {
 		return nil, herr
 	}
@@ -139,7 +140,8 @@ func (s *Server) parseNative(r *http.Request) (*request, *httpError) {
 		}
 		req.expiry = claims.Expiry()
 	}
-	req.watches = []hub.Watch{outputWatch(req.outputID, subject.ClientToken(req.clientID))}
+	ctok := subject.ClientToken(req.clientID)
+	req.watches = []hub.Watch{outputWatch(req.outputID, ctok), eventsWatch(ctok)}
 	req.filters = []string{subject.Frames(req.outputID, "")}
 	if req.clientID != "" {
 		req.filters = append(req.filters, subject.Frames(req.outputID, req.clientID))
@@ -157,7 +159,7 @@ func (s *Server) parseComfy(r *http.Request) (*request, *httpError) {
 	if req.since, _, req.epoch, herr = parseResume(q, false); herr != nil {
 		return nil, herr
 	}
-	claims, herr := s.authenticate(r)
+	claims, herr := s.authenticate(r, s.cfg.ComfyTokenParam)
 	if herr != nil {
 		return nil, herr
 	}
@@ -190,6 +192,9 @@ func (s *Server) parseComfy(r *http.Request) (*request, *httpError) {
 		seen[oid] = true
 		req.watches = append(req.watches, outputWatch(oid, ctok))
 	}
+	if len(req.watches) > 0 {
+		req.watches = append(req.watches, eventsWatch(ctok))
+	}
 	if len(req.watches) == 0 {
 		return nil, s.forbidden("scope_output", "token allows no valid output id")
 	}
@@ -206,10 +211,21 @@ func outputWatch(oid, ctok string) hub.Watch {
 	return hub.Watch{Live: live, Filter: filter, Client: ctok}
 }
 
-// authenticate returns the token's claims, nil claims for an anonymous
+// eventsWatch is the ring of every client's ComfyUI events, of which the
+// connection takes those for client token ctok and broadcasts. (The
+// ComfyDeploy endpoint's wildcard rings, outputs.*.<client>, hold its
+// events already.)
+func eventsWatch(ctok string) hub.Watch {
+	live := strings.TrimSuffix(subject.LiveEvents(""), subject.Broadcast) + "*"
+	filter := strings.TrimSuffix(subject.Events(""), subject.Broadcast) + "*"
+	return hub.Watch{Live: live, Filter: filter, Client: ctok}
+}
+
+// authenticate returns the claims of the token (in the Authorization
+// header, or the query parameter param), nil claims for an anonymous
 // caller where that is allowed, or the refusal.
-func (s *Server) authenticate(r *http.Request) (*auth.Claims, *httpError) {
-	tok := auth.Token(r)
+func (s *Server) authenticate(r *http.Request, param string) (*auth.Claims, *httpError) {
+	tok := auth.TokenParam(r, param)
 	if tok == "" && s.cfg.AllowAnonymous {
 		return nil, nil
 	}
@@ -282,7 +298,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, req *request, h
 		s.log.Debug("websocket accept failed", "err", err, "origin", r.Header.Get("Origin"))
 		return // Accept wrote the response
 	}
-	ss := newSession(s, ws, hw.conn, req)
+	ss := newSession(s, ws, hw.watched, req)
 	hw.watched.s = ss
 	if !s.add(ss) {
 		_ = ws.Close(websocket.StatusCode(1001), "gateway draining; reconnect to another gateway")
@@ -306,23 +322,98 @@ const (
 // the connection, and keeps the connection for the session.
 type hijackWriter struct {
 	http.ResponseWriter
-	conn    net.Conn
 	watched *watchedConn
 }
 
 // watchedConn tells the session each time the connection takes bytes, for
-// the write watchdog.
+// the write watchdog, and saves a system call per frame: while the
+// session writes a message, a small write (the websocket library flushes
+// its buffer, holding the frame header, before it writes a large payload
+// straight through) is held back and sent with the next one in one
+// writev. The session's flush sends what is held when the message is
+// written. Its methods may run concurrently (the library answers pings
+// from the reader goroutine).
 type watchedConn struct {
 	net.Conn
 	s *session
+
+	mu      sync.Mutex
+	holding bool            // a message is being written
+	held    *[holdSize]byte // from holdPool while bytes are held
+	n       int
+	bufs    net.Buffers
+	arr     [2][]byte
 }
 
+// holdSize is what a watchedConn holds back: the websocket library's
+// buffer (writeBufferSize).
+const holdSize = writeBufferSize
+
+var holdPool = sync.Pool{New: func() any { return new([holdSize]byte) }}
+
 func (c *watchedConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.holding && c.n+len(p) <= holdSize {
+		if c.held == nil {
+			c.held = holdPool.Get().(*[holdSize]byte)
+		}
+		c.n += copy(c.held[c.n:], p)
+		return len(p), nil
+	}
+	if c.n == 0 {
+		n, err := c.Conn.Write(p)
+		c.progressed(n)
+		return n, err
+	}
+	c.arr[0], c.arr[1] = c.held[:c.n], p
+	c.bufs = c.arr[:]
+	total := int64(c.n + len(p))
+	n, err := c.bufs.WriteTo(c.Conn)
+	c.progressed(int(n))
+	c.release()
+	if n < total && err == nil {
+		err = io.ErrShortWrite
+	}
+	return max(0, int(n)-(int(total)-len(p))), err
+}
+
+// hold starts holding small writes back; flush sends what is held and
+// stops.
+func (c *watchedConn) hold() {
+	c.mu.Lock()
+	c.holding = true
+	c.mu.Unlock()
+}
+
+func (c *watchedConn) flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.holding = false
+	if c.n == 0 {
+		return nil
+	}
+	n, err := c.Conn.Write(c.held[:c.n])
+	c.progressed(n)
+	c.release()
+	return err
+}
+
+// release returns the hold buffer. It needs c.mu.
+func (c *watchedConn) release() {
+	c.arr = [2][]byte{}
+	c.bufs = nil
+	c.n = 0
+	if c.held != nil {
+		holdPool.Put(c.held)
+		c.held = nil
+	}
+}
+
+func (c *watchedConn) progressed(n int) {
 	if n > 0 && c.s != nil {
 		c.s.progress()
 	}
-	return n, err
 }
 
 func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -339,7 +430,6 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	} else {
 		r = bufio.NewReaderSize(conn, readBufferSize)
 	}
-	w.conn = conn
 	w.watched = &watchedConn{Conn: conn}
 	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(w.watched, writeBufferSize)), nil
 }

@@ -16,6 +16,9 @@ const (
 	// or the stream was recreated under the connection. Epoch and Since
 	// say where the client now stands: frames after Since of Epoch follow.
 	TypeReset = "reset"
+	// TypeEvent: a ComfyUI execution event for this client (or every
+	// client), in stream order with the frames: Event, Data and Seq.
+	TypeEvent = "event"
 )
 
 // Close codes of both websocket endpoints.
@@ -55,6 +58,10 @@ type Control struct {
 
 	// error
 	Message string `json:"message,omitempty"`
+
+	// event: its name and data object, as the producer received them.
+	Event string          `json:"event,omitempty"`
+	Data  json.RawMessage `json:"data,omitempty"`
 }
 
 // EncodeControl returns c as JSON.
@@ -89,4 +96,27 @@ func Status(sid string) []byte {
 		SID string `json:"sid"`
 	}{sid}})
 	return b
+}
+
+// Event is a ComfyUI execution event as the producer takes it and as the
+// ComfyDeploy endpoint sends it: {"event": <name>, "data": {...}}.
+type Event struct {
+	Event string          `json:"event"`
+	Data  json.RawMessage `json:"data"`
+}
+
+// DecodeEvent parses an event as it is stored; it needs a name and a data
+// object.
+func DecodeEvent(b []byte) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(b, &e); err != nil {
+		return Event{}, fmt.Errorf("%w: event: %v", ErrMalformed, err)
+	}
+	if e.Event == "" {
+		return Event{}, fmt.Errorf("%w: event has no name", ErrMalformed)
+	}
+	if len(e.Data) == 0 || e.Data[0] != '{' {
+		return Event{}, fmt.Errorf("%w: event %q: data is not an object", ErrMalformed, e.Event)
+	}
+	return e, nil
 }

@@ -172,3 +172,20 @@ func FuzzDecodeControl(f *testing.F) {
 		}
 	})
 }
+
+func TestEventControl(t *testing.T) {
+	e, err := DecodeEvent([]byte(`{"event":"progress","data":{"value":3,"max":20}}`))
+	if err != nil || e.Event != "progress" || string(e.Data) != `{"value":3,"max":20}` {
+		t.Fatalf("DecodeEvent: got %+v, %v", e, err)
+	}
+	seq := uint64(7)
+	got := string(EncodeControl(Control{Type: TypeEvent, Event: e.Event, Data: e.Data, Seq: &seq}))
+	if want := `{"type":"event","seq":7,"event":"progress","data":{"value":3,"max":20}}`; got != want {
+		t.Fatalf("event control: got %s; want %s", got, want)
+	}
+	for _, bad := range []string{`{}`, `{"event":"x"}`, `{"event":"x","data":[1]}`, `{"event":"","data":{}}`, `nope`} {
+		if _, err := DecodeEvent([]byte(bad)); err == nil {
+			t.Errorf("DecodeEvent(%s): got no error", bad)
+		}
+	}
+}

@@ -44,6 +44,8 @@ func TestParseErrors(t *testing.T) {
 		{"tail client id", []string{"tail", "--output-id", "o", "--client-id", "a\tb"}, "--client-id: invalid id: client_id contains control character"},
 		{"run addr", []string{"run", "--addr", "8080"}, `--addr "8080"; allowed: host:port or :port`},
 		{"run nats port", []string{"run", "--nats-port", "70000"}, "--nats-port 70000; allowed: 1..65535, or -1"},
+		{"run origins", []string{"run", "--allowed-origins", "ok.example.com,[bad"}, `--allowed-origins: "[bad" is not a host pattern`},
+		{"run empty origin", []string{"run", "--allowed-origins", "a.example.com,,b"}, `--allowed-origins: "" is not a host pattern`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

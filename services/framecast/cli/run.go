@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/framecast/framecast/services/framecast/devstack"
@@ -25,6 +27,7 @@ func parseRun(args []string, stderr io.Writer) (devstack.Config, error) {
 	fs.IntVar(&c.NATSPort, "nats-port", devstack.DefaultNATSPort, "client port of the embedded NATS server on 127.0.0.1; -1 picks a free one")
 	fs.StringVar(&c.StoreDir, "store-dir", devstack.DefaultStoreDir(), "JetStream storage folder (the replay window survives restarts)")
 	fs.BoolVar(&c.NATSLogs, "nats-logs", false, "print the NATS server's log")
+	origins := fs.String("allowed-origins", "local", "browser origins allowed besides the stack's own: \"local\" (any localhost, 127.0.0.1 or [::1] origin, any port), \"none\", or comma-separated host patterns such as app.example.com,*.example.com,localhost:3000")
 	c.Stream.Flags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: framecast run [flags]\n\n"+
@@ -46,6 +49,19 @@ func parseRun(args []string, stderr io.Writer) (devstack.Config, error) {
 	}
 	if c.StoreDir == "" {
 		return c, usagef("--store-dir is empty; allowed: a folder path")
+	}
+	switch *origins {
+	case "local":
+	case "none":
+		c.AllowedOrigins = []string{}
+	default:
+		for _, p := range strings.Split(*origins, ",") {
+			p = strings.TrimSpace(p)
+			if _, err := path.Match(p, ""); err != nil || p == "" {
+				return c, usagef("--allowed-origins: %q is not a host pattern; allowed: local, none, or host patterns such as app.example.com,*.example.com,localhost:3000", p)
+			}
+			c.AllowedOrigins = append(c.AllowedOrigins, p)
+		}
 	}
 	return c, nil
 }

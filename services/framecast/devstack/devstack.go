@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -56,9 +57,17 @@ type Config struct {
 	Stream stream.Config
 	// NATSLogs prints the NATS server's own log on stderr.
 	NATSLogs bool
+	// AllowedOrigins are the browser origins (host patterns, as the
+	// gateway's) allowed besides the stack's own; nil is DevOrigins.
+	AllowedOrigins []string
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
+
+// DevOrigins lets a browser app on any localhost, 127.0.0.1 or [::1]
+// origin, any port, connect: a Next.js or Vite dev server beside the
+// stack.
+var DevOrigins = []string{"localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*", `\[::1\]`, `\[::1\]:*`}
 
 // Stack is a running development stack. Serve it until Shutdown.
 type Stack struct {
@@ -119,9 +128,14 @@ func (st *Stack) start(ctx context.Context, cfg Config, natsPort int) error {
 	if err != nil {
 		return fmt.Errorf("producer: %w", err)
 	}
+	origins := cfg.AllowedOrigins
+	if origins == nil {
+		origins = DevOrigins
+	}
+	cfg.Logger.Info("browser apps on these origins may connect besides the stack's own", "allowed_origins", strings.Join(origins, ","))
 	st.gateway, err = gateway.New(ctx, gateway.Config{
 		NATSURL: st.nats.ClientURL(), Stream: cfg.Stream, ID: "framecast-dev",
-		AllowAnonymous: true, Viewer: true, Registry: reg,
+		AllowAnonymous: true, Viewer: true, Registry: reg, AllowedOrigins: origins,
 		Logger: cfg.Logger.With("service", "gateway"),
 	})
 	if err != nil {

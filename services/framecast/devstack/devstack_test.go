@@ -127,3 +127,41 @@ func TestStartRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestDevOrigins: by default a browser app on a localhost dev server (any
+// port) may connect; another site may not.
+func TestDevOrigins(t *testing.T) {
+	st := start(t)
+	defer st.Shutdown(context.Background())
+	url := "ws://" + st.Addr().String() + "/comfyui-deploy/ws?clientId=app"
+	for _, tt := range []struct {
+		origin string
+		ok     bool
+	}{
+		{"http://localhost:3000", true},
+		{"http://127.0.0.1:5173", true},
+		{"http://[::1]:3000", true},
+		{"http://localhost", true},
+		{"https://evil.example.com", false},
+		{"http://localhost.evil.example.com:3000", false},
+	} {
+		t.Run(tt.origin, func(t *testing.T) {
+			h := http.Header{"Origin": {tt.origin}}
+			c, resp, err := websocket.Dial(t.Context(), url, &websocket.DialOptions{HTTPHeader: h})
+			if tt.ok {
+				if err != nil {
+					t.Fatalf("got %v; want the socket accepted", err)
+				}
+				c.CloseNow()
+				return
+			}
+			if err == nil {
+				c.CloseNow()
+				t.Fatal("got the socket accepted; want 403")
+			}
+			if resp == nil || resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("got %v; want 403", err)
+			}
+		})
+	}
+}

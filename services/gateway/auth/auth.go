@@ -75,7 +75,11 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 
 // Token returns the token of r: the Authorization bearer token, else the
 // token query parameter, else "".
-func Token(r *http.Request) string {
+func Token(r *http.Request) string { return TokenParam(r, "token") }
+
+// TokenParam is Token with the query parameter param instead of token
+// ("" reads the Authorization header only).
+func TokenParam(r *http.Request, param string) string {
 	if h := r.Header.Get("Authorization"); h != "" {
 		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
 			return strings.TrimSpace(t)
@@ -84,7 +88,10 @@ func Token(r *http.Request) string {
 			return strings.TrimSpace(t)
 		}
 	}
-	return r.URL.Query().Get("token")
+	if param == "" {
+		return ""
+	}
+	return r.URL.Query().Get(param)
 }
 
 // AllOutputs reports whether the claims allow every output.

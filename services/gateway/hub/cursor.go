@@ -36,6 +36,7 @@ type Cursor struct {
 	gapTo  uint64
 	parked atomic.Bool
 	behind bool
+	toRead [4]*ring // Next's rings to queue for a read, without allocating
 }
 
 type cursorSub struct {
@@ -99,7 +100,8 @@ func (c *Cursor) Next() Next {
 	limit := uint64(math.MaxUint64)
 	var best *Frame
 	bi := -1
-	reading := false
+	reading, failed := false, false
+	toRead := c.toRead[:0]
 	for i := range c.subs {
 		cs := &c.subs[i]
 		r := cs.r
@@ -122,13 +124,15 @@ func (c *Cursor) Next() Next {
 			failing := r.failing
 			r.mu.Unlock()
 			if queue {
-				h.queueRead(r)
+				// Queued together after the loop: one read fills them all.
+				toRead = append(toRead, r)
 			}
 			if ok {
+				h.queueRead(toRead...)
 				return c.Next()
 			}
 			if !failing.IsZero() && time.Since(failing) > StreamRetry {
-				return Next{Kind: Behind, Reading: true}
+				failed = true
 			}
 			limit = min(limit, pos)
 			continue
@@ -151,7 +155,13 @@ func (c *Cursor) Next() Next {
 			best, bi = f, i
 		}
 	}
+	if len(toRead) > 0 {
+		h.queueRead(toRead...)
+	}
 	c.setBehind(reading)
+	if failed {
+		return Next{Kind: Behind, Reading: true}
+	}
 	if best == nil || best.Seq > limit {
 		return Next{Kind: Wait, Reading: reading}
 	}

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 
@@ -19,7 +20,11 @@ type Frame struct {
 	Client string
 	// GapFrom is nonzero for a gap entry: sequences GapFrom..Seq are lost.
 	GapFrom uint64
-	Meta    frame.Meta
+	// Event is the name of a ComfyUI execution event (NewEvent); its
+	// image is the event's JSON object, sent as a text message.
+	Event     string
+	eventData json.RawMessage
+	Meta      frame.Meta
 
 	mu     sync.Mutex
 	image  []byte
@@ -37,6 +42,19 @@ type Frame struct {
 func NewFrame(seq uint64, client string, meta frame.Meta, img []byte) *Frame {
 	return &Frame{Seq: seq, Client: client, Meta: meta, image: img, loaded: meta.Object == ""}
 }
+
+// NewEvent returns the ring entry of a stored event, or an error when
+// body is no event object (wire.DecodeEvent).
+func NewEvent(seq uint64, client string, body []byte) (*Frame, error) {
+	e, err := wire.DecodeEvent(body)
+	if err != nil {
+		return nil, err
+	}
+	return &Frame{Seq: seq, Client: client, Event: e.Event, eventData: e.Data, image: body, loaded: true}, nil
+}
+
+// IsEvent reports whether f is an event; its wire bytes are text.
+func (f *Frame) IsEvent() bool { return f.Event != "" }
 
 // gapEntry is the ring entry for sequences from..to that left the stream.
 func gapEntry(from, to uint64) *Frame {
@@ -134,7 +152,12 @@ func (f *Frame) Image() []byte {
 func (f *Frame) Native() []byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.native == nil && f.loaded {
+	switch {
+	case f.native != nil || !f.loaded:
+	case f.Event != "":
+		seq := f.Seq
+		f.native = wire.EncodeControl(wire.Control{Type: wire.TypeEvent, Seq: &seq, Event: f.Event, Data: f.eventData})
+	default:
 		f.native = wire.EncodeNative(wire.HeaderOf(f.Seq, f.Meta), f.image)
 	}
 	return f.native
@@ -146,6 +169,9 @@ func (f *Frame) Native() []byte {
 func (f *Frame) Comfy() []byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.Event != "" {
+		return f.image // the event as the producer took it
+	}
 	if f.comfy == nil && f.loaded {
 		b, err := wire.EncodeComfy(f.Meta.OutputID, f.Meta.Format, f.image)
 		if err != nil {

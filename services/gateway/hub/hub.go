@@ -31,6 +31,7 @@ import (
 
 	"github.com/framecast/framecast/services/gateway/replay"
 	"github.com/framecast/framecast/shared/frame"
+	"github.com/framecast/framecast/shared/subject"
 )
 
 // Defaults of Config.
@@ -506,9 +507,9 @@ func (h *Hub) deliver(m *nats.Msg) {
 	if r == nil || r.sub != m.Sub {
 		return // from a subscription dropped since
 	}
-	meta, err := frame.Decode(m.Header)
+	f, err := entry(seq, m.Subject, m.Header, m.Data)
 	if err != nil {
-		h.log.Warn("dropping live frame with bad metadata", "subject", m.Subject, "seq", seq, "err", err)
+		h.log.Warn("dropping live message", "subject", m.Subject, "seq", seq, "err", err)
 		return
 	}
 	w := h.water.Load()
@@ -541,7 +542,7 @@ func (h *Hub) deliver(m *nats.Msg) {
 	case !known && prev >= r.liveFrom && !r.has(prev):
 		hole = r.liveFrom
 	}
-	n := r.insert(NewFrame(seq, clientToken(m.Subject), meta, m.Data), w)
+	n := r.insert(f, w)
 	r.mu.Unlock()
 	r.used.Store(h.tick.Add(1))
 	if hole != 0 {
@@ -558,6 +559,27 @@ func (h *Hub) deliver(m *nats.Msg) {
 	if h.bytes.Add(n) > h.budget {
 		h.evict()
 	}
+}
+
+// entry is the ring entry of a stored message: an event under the events
+// subjects, otherwise a frame.
+func entry(seq uint64, subj string, hdr nats.Header, data []byte) (*Frame, error) {
+	client := clientToken(subj)
+	if isEvent(subj) {
+		return NewEvent(seq, client, data)
+	}
+	meta, err := frame.Decode(hdr)
+	if err != nil {
+		return nil, err
+	}
+	return NewFrame(seq, client, meta, data), nil
+}
+
+// isEvent reports whether subj (a stream or live subject) is an event's.
+func isEvent(subj string) bool {
+	subj = strings.TrimPrefix(subj, "live.")
+	rest, ok := strings.CutPrefix(subj, subject.Prefix+".")
+	return ok && strings.HasPrefix(rest, subject.EventsToken+".")
 }
 
 // evict frees ring memory until the rings hold at most 15/16 of the

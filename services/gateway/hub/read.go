@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/framecast/framecast/shared/frame"
 )
 
 // Stream reads fill what rings do not cover: the history before a ring
@@ -26,11 +24,14 @@ const (
 	readRetryMax  = 2 * time.Second
 )
 
-// queueRead puts r in the read queue (r.queued was set under r.mu) and
-// starts a reader if fewer than Config.Reads run.
-func (h *Hub) queueRead(r *ring) {
+// queueRead puts rings in the read queue (r.queued was set under r.mu)
+// and starts a reader if fewer than Config.Reads run.
+func (h *Hub) queueRead(rings ...*ring) {
+	if len(rings) == 0 {
+		return
+	}
 	h.readMu.Lock()
-	h.queue = append(h.queue, r)
+	h.queue = append(h.queue, rings...)
 	start := h.readers < h.reads
 	if start {
 		h.readers++
@@ -267,13 +268,13 @@ func (h *Hub) read(batch []*ring) error {
 		if br == nil {
 			return nil
 		}
-		meta, err := frame.Decode(m.Headers())
+		f, err := entry(seq, m.Subject(), m.Headers(), m.Data())
 		if err != nil {
-			h.log.Warn("skipping stored frame with bad metadata", "seq", seq, "err", err)
+			h.log.Warn("skipping stored message", "subject", m.Subject(), "seq", seq, "err", err)
 			add(br, nil, seq)
 			return nil
 		}
-		add(br, NewFrame(seq, clientToken(m.Subject()), meta, m.Data()), seq)
+		add(br, f, seq)
 		r := br.r
 		r.mu.Lock()
 		if l, ok := r.last[liveSubject(m.Subject())]; !ok || seq > l {
