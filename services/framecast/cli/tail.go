@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -48,7 +50,8 @@ func parseTail(args []string, stderr io.Writer) (tailConfig, error) {
 	fs.IntVar(&c.Count, "count", 0, "exit after N frames; 0 runs until interrupted")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: framecast tail --output-id ID [flags]\n\n"+
-			"Prints one line per frame and per control message (hello, gap, live, reset);\n"+
+			"Prints one line per frame, per control message (hello, gap, live, reset)\n"+
+			"and per ComfyUI event;\n"+
 			"reconnects with backoff and resumes with since and epoch.\n\n")
 		fs.PrintDefaults()
 	}
@@ -212,6 +215,13 @@ func printControl(w io.Writer, c *client.Control) {
 		fmt.Fprintf(w, "error from gateway: %s\n", c.Message)
 	case client.TypeStatus:
 		fmt.Fprintf(w, "status: connected as clientId %s\n", c.SID)
+	case wire.TypeEvent:
+		// ComfyDeploy events carry no sequence: seq 0, as for its frames.
+		var seq uint64
+		if c.Seq != nil {
+			seq = *c.Seq
+		}
+		fmt.Fprintf(w, "event %s seq %d: %s\n", c.Event, seq, oneLine(c.Data))
 	default:
 		fmt.Fprintf(w, "%s message\n", c.Type)
 	}
@@ -237,6 +247,16 @@ func epochDir(epoch string) string {
 		return "epoch.sha256-" + hex.EncodeToString(sum[:16])
 	}
 	return "epoch-" + string(b)
+}
+
+// oneLine is JSON text b without its insignificant white space, so that an
+// event's data prints on its line; text that is not JSON is quoted.
+func oneLine(b []byte) string {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return strconv.Quote(string(b))
+	}
+	return buf.String()
 }
 
 func orDash(s string) string {

@@ -3,6 +3,9 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -113,4 +116,67 @@ func TestEpochDir(t *testing.T) {
 func nativeFrame(seq uint64, img string) []byte {
 	h := wire.HeaderOf(seq, frame.Meta{OutputID: "demo", Format: frame.PNG, Width: 2, Height: 1, BatchSize: 1})
 	return wire.EncodeNative(h, []byte(img))
+}
+
+// postEvent publishes an event through the producer's POST /v1/events and
+// returns its seq.
+func postEvent(t *testing.T, url, cid, body string) uint64 {
+	t.Helper()
+	res, err := http.Post(url+"/v1/events?client_id="+cid, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	var r struct {
+		Seq uint64 `json:"seq"`
+	}
+	if res.StatusCode != http.StatusOK || json.Unmarshal(b, &r) != nil || r.Seq == 0 {
+		t.Fatalf("POST /v1/events: got %d %s; want 200 with a seq", res.StatusCode, b)
+	}
+	return r.Seq
+}
+
+// TestTailEvents: tail prints the ComfyUI events of its client id and
+// broadcast ones, on one line each, in stream order with the frames, on
+// the native endpoint (with their seq) and the ComfyDeploy one.
+func TestTailEvents(t *testing.T) {
+	url := startStack(t)
+	status := postEvent(t, url, "", "{\"event\": \"status\",\n \"data\": {\"status\": {\"exec_info\": {\"queue_remaining\": 2}}}}")
+	postEvent(t, url, "c2", `{"event":"progress","data":{"value":9,"max":9}}`) // another client's
+	progress := postEvent(t, url, "c1", `{"event":"progress","data":{"value":3,"max":20,"node":"3"}}`)
+	runMain(t, ExitOK, "publish", "--producer-url", url, "--output-id", "demo", "--client-id", "c1", "--type", "png", writeImages(t))
+
+	out, _ := runMain(t, ExitOK, "tail", "--gateway-url", url, "--output-id", "demo", "--client-id", "c1", "--since", "0", "--count", "2")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	want := []string{
+		"hello: ",
+		fmt.Sprintf(`event status seq %d: {"status":{"exec_info":{"queue_remaining":2}}}`, status),
+		fmt.Sprintf(`event progress seq %d: {"value":3,"max":20,"node":"3"}`, progress),
+		fmt.Sprintf("seq=%d output=demo client=c1 type=png", progress+1),
+		fmt.Sprintf("seq=%d output=demo client=c1 type=png", progress+2),
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("tail printed %q; want %d lines", out, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("tail line %d got %q; want %q", i, lines[i], w)
+		}
+	}
+
+	out, _ = runMain(t, ExitOK, "tail", "--gateway-url", url, "--comfydeploy", "--client-id", "c1", "--since", "0", "--count", "1")
+	for _, w := range []string{
+		"status: connected as clientId c1\n",
+		`event status seq 0: {"status":{"exec_info":{"queue_remaining":2}}}` + "\n",
+		`event progress seq 0: {"value":3,"max":20,"node":"3"}` + "\n",
+		"seq=0 output=demo client=- type=png",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("comfydeploy tail printed %q; want a line with %q", out, w)
+		}
+	}
+	if strings.Contains(out, `"value":9`) {
+		t.Errorf("comfydeploy tail printed %q; want no event of another client", out)
+	}
 }

@@ -167,6 +167,7 @@ type Conn struct {
 	url    string
 	comfy  bool
 	filter string // ComfyDeploy: only frames of this output id, "" for all
+	status bool   // ComfyDeploy: the gateway's status message has come
 }
 
 // Dial connects to the gateway at cfg.URL. A handshake the gateway refused
@@ -278,15 +279,21 @@ func (c *Conn) Next(ctx context.Context) (Message, error) {
 func (c *Conn) decode(typ websocket.MessageType, b []byte) (Message, error) {
 	if typ == websocket.MessageText {
 		if c.comfy {
-			return decodeComfyText(b)
+			return c.decodeComfyText(b)
 		}
 		ctl, err := wire.DecodeControl(b)
 		if err != nil {
 			return nil, err
 		}
-		if ctl.Type == wire.TypeReset && ctl.Since == nil {
+		switch {
+		case ctl.Type == wire.TypeReset && ctl.Since == nil:
 			// Without since the client could not know where it stands.
 			return nil, fmt.Errorf("%w: reset to epoch %q has no since", ErrMalformed, ctl.Epoch)
+		case ctl.Type == wire.TypeEvent && (ctl.Seq == nil || *ctl.Seq == 0):
+			// Events are resumed and de-duplicated by sequence like frames.
+			return nil, fmt.Errorf("%w: event %q has no seq; sequences start at 1", ErrMalformed, ctl.Event)
+		case ctl.Type == wire.TypeEvent && ctl.Event == "":
+			return nil, fmt.Errorf("%w: event %d has no name", ErrMalformed, *ctl.Seq)
 		}
 		return &Control{Control: ctl}, nil
 	}
@@ -314,13 +321,14 @@ func (c *Conn) decode(typ websocket.MessageType, b []byte) (Message, error) {
 	return &Frame{Seq: h.Seq, Header: h, Format: f, OutputID: h.OutputID, Image: img}, nil
 }
 
-// decodeComfyText reads a ComfyDeploy text message {"event","data"}.
-func decodeComfyText(b []byte) (Message, error) {
+// decodeComfyText reads a ComfyDeploy text message {"event","data"}. The
+// first status message with a sid is the gateway's (TypeStatus); every
+// other message is a ComfyUI event (wire.TypeEvent, without Seq), ComfyUI's
+// own status events included.
+func (c *Conn) decodeComfyText(b []byte) (Message, error) {
 	var m struct {
-		Event string `json:"event"`
-		Data  struct {
-			SID string `json:"sid"`
-		} `json:"data"`
+		Event string          `json:"event"`
+		Data  json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("%w: comfydeploy text message: %v", ErrMalformed, err)
@@ -328,7 +336,19 @@ func decodeComfyText(b []byte) (Message, error) {
 	if m.Event == "" {
 		return nil, fmt.Errorf("%w: comfydeploy text message has no event", ErrMalformed)
 	}
-	return &Control{Control: wire.Control{Type: m.Event}, SID: m.Data.SID}, nil
+	if len(m.Data) == 0 || m.Data[0] != '{' {
+		return nil, fmt.Errorf("%w: comfydeploy event %q: data is not an object", ErrMalformed, m.Event)
+	}
+	if !c.status && m.Event == TypeStatus {
+		var d struct {
+			SID string `json:"sid"`
+		}
+		if json.Unmarshal(m.Data, &d) == nil && d.SID != "" {
+			c.status = true
+			return &Control{Control: wire.Control{Type: TypeStatus}, SID: d.SID}, nil
+		}
+	}
+	return &Control{Control: wire.Control{Type: wire.TypeEvent, Event: m.Event, Data: m.Data}}, nil
 }
 
 // Close closes the connection with 1000 (normal closure). It waits at most

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -21,6 +22,7 @@ func TestDialNative(t *testing.T) {
 		sendControl(t, ws, wire.Control{Type: wire.TypeLive, Seq: u64(5)})
 		sendControl(t, ws, wire.Control{Type: wire.TypeReset, Epoch: "e2", Since: u64(0), Message: "stream recreated"})
 		sendControl(t, ws, wire.Control{Type: "future", Message: "x"})
+		sendControl(t, ws, wire.Control{Type: wire.TypeEvent, Seq: u64(11), Event: "progress", Data: []byte(`{"value":3,"max":20}`)})
 	})
 	c, err := Dial(t.Context(), Config{URL: g.URL + "/", OutputID: "demo", ClientID: "c 1", Token: "tok", Last: 3})
 	if err != nil {
@@ -60,6 +62,9 @@ func TestDialNative(t *testing.T) {
 	if u := next(t, c).(*Control); u.Type != "future" || u.Message != "x" {
 		t.Fatalf("got %+v; want the unknown control passed on", u)
 	}
+	if e := next(t, c).(*Control); e.Type != wire.TypeEvent || e.Event != "progress" || *e.Seq != 11 || string(e.Data) != `{"value":3,"max":20}` {
+		t.Fatalf("got %+v; want event progress at seq 11 with its data", e)
+	}
 }
 
 func TestDialComfyDeploy(t *testing.T) {
@@ -67,6 +72,8 @@ func TestDialComfyDeploy(t *testing.T) {
 		send(t, ws, websocket.MessageText, wire.Status("sid-1"))
 		sendComfy(t, ws, "other", "skipped")
 		sendComfy(t, ws, "demo", "png-bytes")
+		send(t, ws, websocket.MessageText, []byte(`{"event":"status","data":{"status":{"exec_info":{"queue_remaining":2}},"sid":"sid-1"}}`))
+		send(t, ws, websocket.MessageText, []byte(`{"data": {"node": null}, "event": "executing"}`))
 	})
 	c, err := Dial(t.Context(), Config{URL: g.URL + "/prefix", OutputID: "demo", ComfyDeploy: true, Since: u64(7)})
 	if err != nil {
@@ -86,6 +93,16 @@ func TestDialComfyDeploy(t *testing.T) {
 	f := next(t, c).(*Frame)
 	if f.Seq != 0 || f.OutputID != "demo" || f.Format != frame.PNG || f.Header.ContentType != "image/png" || string(f.Image) != "png-bytes" {
 		t.Fatalf("got %+v; want png frame of demo without seq", f)
+	}
+	// ComfyUI's own status event is an event, not the gateway's status.
+	for _, want := range []string{
+		`event status <nil> {"status":{"exec_info":{"queue_remaining":2}},"sid":"sid-1"}`,
+		`event executing <nil> {"node": null}`,
+	} {
+		e := next(t, c).(*Control)
+		if got := fmt.Sprintf("%s %s %v %s", e.Type, e.Event, e.Seq, e.Data); got != want || e.SID != "" {
+			t.Fatalf("got %q (sid %q); want %q", got, e.SID, want)
+		}
 	}
 }
 
@@ -166,10 +183,15 @@ func TestMalformed(t *testing.T) {
 		{"control not json", false, websocket.MessageText, []byte("hello"), "control message"},
 		{"control no type", false, websocket.MessageText, []byte(`{"from":1}`), "has no type"},
 		{"reset no since", false, websocket.MessageText, []byte(`{"type":"reset","epoch":"e2"}`), `reset to epoch "e2" has no since`},
+		{"event no seq", false, websocket.MessageText, []byte(`{"type":"event","event":"progress","data":{}}`), `event "progress" has no seq`},
+		{"event seq 0", false, websocket.MessageText, []byte(`{"type":"event","seq":0,"event":"progress","data":{}}`), `event "progress" has no seq`},
+		{"event no name", false, websocket.MessageText, []byte(`{"type":"event","seq":4,"data":{}}`), "event 4 has no name"},
 		{"comfy image type", true, websocket.MessageBinary, comfy, "image type 9"},
 		{"comfy short", true, websocket.MessageBinary, []byte{0, 0, 0, 1}, "shorter than its 32-byte header"},
 		{"comfy text", true, websocket.MessageText, []byte(`[1]`), "comfydeploy text message"},
 		{"comfy no event", true, websocket.MessageText, []byte(`{"data":{}}`), "has no event"},
+		{"comfy no data", true, websocket.MessageText, []byte(`{"event":"progress"}`), `event "progress": data is not an object`},
+		{"comfy data array", true, websocket.MessageText, []byte(`{"event":"progress","data":[1]}`), `event "progress": data is not an object`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -273,6 +295,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(false, true, nativeFrame(1))
 	f.Add(false, false, wire.EncodeControl(wire.Control{Type: wire.TypeGap, From: 1, To: 2}))
 	f.Add(true, false, wire.Status("x"))
+	f.Add(true, false, []byte(`{"event":"progress","data":{"value":1,"max":2}}`))
+	f.Add(false, false, wire.EncodeControl(wire.Control{Type: wire.TypeEvent, Seq: u64(3), Event: "executing", Data: []byte(`{"node":null}`)}))
 	b, _ := wire.EncodeComfy("demo", frame.WEBP, []byte("RIFF"))
 	f.Add(true, true, b)
 	f.Fuzz(func(t *testing.T, comfy, binary bool, b []byte) {
@@ -289,6 +313,9 @@ func FuzzDecode(f *testing.F) {
 		}
 		if f, ok := m.(*Frame); ok && !f.Format.Valid() {
 			t.Fatalf("frame with format %d", f.Format)
+		}
+		if c, ok := m.(*Control); ok && c.Type == wire.TypeEvent && (c.Event == "" || !comfy && (c.Seq == nil || *c.Seq == 0)) {
+			t.Fatalf("event %+v without a name or, on native, a seq", c)
 		}
 	})
 }

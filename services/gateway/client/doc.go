@@ -4,8 +4,9 @@
 // /comfyui-deploy/ws (the seed node's 32-byte frame, no sequence).
 //
 // Dial opens one connection and Conn.Next reads its messages one by one:
-// a *Frame for every image and a *Control for hello, gap, live, reset, error
-// and the ComfyDeploy status message.
+// a *Frame for every image and a *Control for hello, gap, live, reset,
+// error, the ComfyDeploy status message, and every ComfyUI execution event
+// (Type wire.TypeEvent: Event, Data and, on the native endpoint, Seq).
 //
 // Sequences are comparable only within one stream epoch, which the hello
 // names; a client resumes with Config.Since and the Config.Epoch it came
@@ -17,9 +18,9 @@
 // exponential backoff and full jitter, fails over round robin across a list
 // of gateways, resumes the native protocol with since=<the last sequence it
 // handed to the application>&epoch=<its epoch>, and within an epoch never
-// hands the application a frame whose sequence is not larger than the last
-// one it got. Gap and reset messages are always passed on; after a reset,
-// sequences start over from the reset's since.
+// hands the application a frame or event whose sequence is not larger than
+// the last one it got. Gap and reset messages are always passed on; after a
+// reset, sequences start over from the reset's since.
 //
 //	s, err := client.NewStream(client.StreamConfig{
 //		Config: client.Config{OutputID: "demo"},
@@ -33,6 +34,8 @@
 //			// m.Type == wire.TypeGap: frames m.From..m.To are lost
 //			// m.Type == wire.TypeReset: sequences start over after
 //			// *m.Since in epoch m.Epoch
+//			// m.Type == wire.TypeEvent: ComfyUI event m.Event with
+//			// m.Data ({"value":3,"max":20,…} for "progress")
 //		}
 //		return nil
 //	})

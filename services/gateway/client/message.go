@@ -31,9 +31,21 @@ type Frame struct {
 }
 
 // Control is a text message of either protocol: on the native endpoint
-// hello, gap, live, reset or error (wire.Type*; other types are passed on as
-// they come, for forward compatibility); on the ComfyDeploy endpoint the
-// status message (TypeStatus, with SID) or any other event by its name.
+// hello, gap, live, reset, error or event (wire.Type*; other types are
+// passed on as they come, for forward compatibility); on the ComfyDeploy
+// endpoint the gateway's status message (TypeStatus, with SID) or an event.
+//
+// An event (wire.TypeEvent) is a ComfyUI execution event the producer took
+// for this client id or for every client: Event is its name ("progress",
+// "executing", "status", …) and Data its data object as the producer took
+// it: byte for byte on the ComfyDeploy endpoint, the same JSON value
+// re-encoded compactly (json.Marshal) on the native one, whose control
+// message carries it. On the native endpoint *Seq is its stream sequence
+// (Conn.Next refuses an event without one), in the same sequence as the
+// frames': it comes in stream order with them and a resume with Since
+// replays it. On the ComfyDeploy endpoint Seq is nil, and every text
+// message after the gateway's first status is an event, ComfyUI's own
+// status events (queue length) included.
 //
 // A reset (Epoch, *Since and Message set; Conn.Next refuses one without
 // Since) says that the frames that follow are those after Since in stream

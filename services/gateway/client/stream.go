@@ -52,12 +52,13 @@ type Handler func(ctx context.Context, m Message) error
 //
 // On the native endpoint the Stream resumes each new connection with
 // since=<resume point>&epoch=<epoch>, where the resume point is the larger
-// of the last frame sequence handed to the Handler, the since of the last
-// hello, and the end (To) of the last gap handed to the Handler, and the
-// epoch is the stream epoch those sequences belong to: Config.Epoch, else
-// the first hello's. Frames with a sequence at or below the resume point
-// are dropped, so within an epoch the Handler never sees a sequence twice
-// or out of order. Gap controls are always handed on.
+// of the last frame or event sequence handed to the Handler, the since of
+// the last hello, and the end (To) of the last gap handed to the Handler,
+// and the epoch is the stream epoch those sequences belong to:
+// Config.Epoch, else the first hello's. Frames and events (wire.TypeEvent
+// controls) with a sequence at or below the resume point are dropped, so
+// within an epoch the Handler never sees a sequence twice or out of order.
+// Gap controls are always handed on.
 //
 // A reset control (wire.TypeReset) moves the Stream into the epoch it names
 // and sets the resume point to its Since, also downward: the stream's
@@ -69,8 +70,8 @@ type Handler func(ctx context.Context, m Message) error
 // Stream now stands, and until it has, a new connection resumes from the
 // old position.
 //
-// ComfyDeploy frames carry no sequence, so on that endpoint a Stream can
-// neither resume nor de-duplicate: every reconnect sends the Since of the
+// ComfyDeploy frames and events carry no sequence, so on that endpoint a
+// Stream can neither resume nor de-duplicate: every reconnect sends the Since of the
 // Config as given (none by default: frames published while disconnected are
 // lost; with a Since, frames after it are replayed again on every reconnect).
 // When Config.ClientID is empty the Stream reconnects with the clientId the
@@ -236,10 +237,7 @@ func (s *Stream) accept(m Message) bool {
 		if s.cfg.ComfyDeploy {
 			return true
 		}
-		if s.resumeOK && m.Seq <= s.resume {
-			return false
-		}
-		s.resume, s.resumeOK = m.Seq, true
+		return s.take(m.Seq)
 	case *Control:
 		switch {
 		case s.cfg.ComfyDeploy:
@@ -260,10 +258,24 @@ func (s *Stream) accept(m Message) bool {
 		case m.Type == wire.TypeReset:
 			// Conn.Next refuses a reset without since.
 			s.resume, s.resumeOK, s.epoch = *m.Since, true, m.Epoch
+		case m.Type == wire.TypeEvent:
+			// Events are stored in the stream like frames: the same rule.
+			// Conn.Next refuses an event without seq.
+			return s.take(*m.Seq)
 		case m.Type == wire.TypeGap:
 			s.advance(m.To)
 		}
 	}
+	return true
+}
+
+// take reports whether a frame or event of sequence seq is past the resume
+// point and, when it is, moves the resume point to it.
+func (s *Stream) take(seq uint64) bool {
+	if s.resumeOK && seq <= s.resume {
+		return false
+	}
+	s.resume, s.resumeOK = seq, true
 	return true
 }
 

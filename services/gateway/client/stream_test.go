@@ -32,12 +32,21 @@ func (c *collector) handle(ctx context.Context, m Message) error {
 	case *Frame:
 		c.got = append(c.got, fmt.Sprintf("frame %d %s", m.Seq, m.Image))
 	case *Control:
-		if m.Type == wire.TypeReset {
+		switch m.Type {
+		case wire.TypeReset:
 			c.got = append(c.got, fmt.Sprintf("reset %s %d %s", m.Epoch, *m.Since, m.Message))
-			break
+			return c.done(m)
+		case wire.TypeEvent:
+			c.got = append(c.got, describe(m))
+			return c.done(m)
 		}
 		c.got = append(c.got, fmt.Sprintf("%s %d..%d %s", m.Type, m.From, m.To, m.SID))
 	}
+	return c.done(m)
+}
+
+// done cancels the Run once m is the last message wanted.
+func (c *collector) done(m Message) error {
 	if c.stop(m) {
 		c.cancel()
 	}
@@ -284,4 +293,72 @@ func downURL(t *testing.T) string {
 	addr := l.Addr().String()
 	l.Close()
 	return "http://" + addr
+}
+
+// eventSeqIs stops a collector at the event of sequence n.
+func eventSeqIs(n uint64) func(Message) bool {
+	return func(m Message) bool {
+		c, ok := m.(*Control)
+		return ok && c.Type == wire.TypeEvent && c.Seq != nil && *c.Seq == n
+	}
+}
+
+// TestStreamEventsResumeAndDeduplicate: an event's sequence moves the
+// resume point like a frame's, and an event at or below it (a replay
+// overlapping what was handed on) is dropped like a frame.
+func TestStreamEventsResumeAndDeduplicate(t *testing.T) {
+	event := func(seq uint64, name string) wire.Control {
+		return wire.Control{Type: wire.TypeEvent, Seq: u64(seq), Event: name, Data: []byte(`{"prompt_id":"p"}`)}
+	}
+	g := newGateway(t, func(n int, ws *websocket.Conn, r *http.Request) {
+		switch n {
+		case 0:
+			sendControl(t, ws, wire.Control{Type: wire.TypeHello, Since: u64(0), Epoch: "e1"})
+			sendFrame(t, ws, 1)
+			sendControl(t, ws, event(2, "execution_start"))
+			ws.Close(wire.CloseGoingAway, "draining")
+		case 1:
+			sendControl(t, ws, wire.Control{Type: wire.TypeHello, Since: u64(2), Epoch: "e1"})
+			sendControl(t, ws, event(2, "execution_start")) // a resend: dropped
+			sendFrame(t, ws, 2)                             // at the resume point: dropped
+			sendFrame(t, ws, 3)
+			sendControl(t, ws, event(3, "progress")) // a sequence seen: dropped
+			sendControl(t, ws, event(4, "execution_success"))
+		}
+	})
+	s, got := (&collector{}).run(t, StreamConfig{Config: Config{URL: g.URL, OutputID: "demo", Since: u64(0), Epoch: "e1"}}, eventSeqIs(4))
+	equal(t, got, []string{
+		"hello 0..0 ", "frame 1 img-1", `event 2 execution_start {"prompt_id":"p"}`,
+		"hello 0..0 ", "frame 3 img-3", `event 4 execution_success {"prompt_id":"p"}`,
+	})
+	query(t, g, 1, "epoch=e1&output_id=demo&since=2")
+	resumeIs(t, s, 4, "e1")
+}
+
+// TestStreamComfyDeployEvents: on the ComfyDeploy endpoint events have no
+// sequence; every one is handed on, and a reconnect does not resume.
+func TestStreamComfyDeployEvents(t *testing.T) {
+	progress := `{"event":"progress","data":{"value":1,"max":4}}`
+	g := newGateway(t, func(n int, ws *websocket.Conn, r *http.Request) {
+		send(t, ws, websocket.MessageText, wire.Status("gen-0"))
+		send(t, ws, websocket.MessageText, []byte(progress))
+		send(t, ws, websocket.MessageText, []byte(progress))
+		if n == 0 {
+			ws.Close(wire.CloseGoingAway, "draining")
+		}
+	})
+	var events int
+	stop := func(m Message) bool {
+		if c, ok := m.(*Control); ok && c.Type == wire.TypeEvent {
+			events++
+		}
+		return events == 4
+	}
+	s, got := (&collector{}).run(t, StreamConfig{Config: Config{URL: g.URL, ComfyDeploy: true}}, stop)
+	ev := `event - progress {"value":1,"max":4}`
+	equal(t, got, []string{"status 0..0 gen-0", ev, ev, "status 0..0 gen-0", ev, ev})
+	query(t, g, 1, "clientId=gen-0")
+	if _, _, ok := s.Resume(); ok {
+		t.Error("Resume reported a sequence on the comfydeploy endpoint")
+	}
 }

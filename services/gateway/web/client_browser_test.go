@@ -113,7 +113,7 @@ const pageHarness = `(async (opts) => {
   const t = { events: [], frames: [] };
   window.__t = t;
   const c = new m.FramecastClient(opts);
-  for (const k of ["state", "open", "hello", "status", "live", "gap", "reset", "close", "reconnect", "error", "control"]) {
+  for (const k of ["state", "open", "hello", "status", "live", "gap", "reset", "close", "reconnect", "error", "control", "event"]) {
     c.addEventListener(k, (e) => t.events.push({ event: k, ...e.detail }));
   }
   c.addEventListener("frame", async (e) => {
@@ -148,6 +148,10 @@ type pageEvent struct {
 	Epoch  string `json:"epoch"`
 	SID    string `json:"sid"`
 	Msg    string `json:"message"`
+	// event: the ComfyUI event's name and data (its seq is Seq, 0 for
+	// ComfyDeploy's null)
+	Name string          `json:"name"`
+	Data json.RawMessage `json:"data"`
 }
 
 type pageFrame struct {

@@ -14,7 +14,10 @@
 // stream's window is lost; frames seen twice (by seq) are dropped. A reset
 // from the gateway (the resume point is of another epoch, or the stream was
 // recreated) moves the client to the epoch and sequence it names, even to
-// lower sequences, which are then not taken for duplicates.
+// lower sequences, which are then not taken for duplicates. ComfyUI
+// execution events (progress, executing, status, …) come as "event" events;
+// on the native endpoint they carry stream sequences and are resumed and
+// de-duplicated exactly like frames.
 
 /** Image type numbers of the ComfyDeploy frame, and their media types. */
 export const IMAGE_TYPES = Object.freeze({ 1: "image/jpeg", 2: "image/png", 3: "image/webp" });
@@ -200,6 +203,10 @@ const DEFAULTS = Object.freeze({
  *   frame      {seq, outputId, clientId, contentType, width, height,
  *               batchIndex, batchSize, ts, bytes, blob, url, header, gateway}
  *              (ComfyDeploy frames have seq null and no size or timestamp)
+ *   event      {name, data, seq} a ComfyUI execution event for this client
+ *              or every client, in stream order with the frames: name
+ *              "progress", "executing", "status", …, data its object as
+ *              the producer took it; seq null on the ComfyDeploy endpoint
  *   close      {code, reason, wasClean, url}
  *   reconnect  {attempt, delay, url}   a new connection is scheduled
  *   error      {message, error}
@@ -240,7 +247,7 @@ export class FramecastClient extends EventTarget {
     this.options = o;
     this.urls = urls;
     this.WebSocket = o.WebSocket || globalThis.WebSocket;
-    /** Highest sequence seen (frames, hello.since, live, gap) since the last reset; null before any. */
+    /** Highest sequence seen (frames, events, hello.since, live, gap) since the last reset; null before any. */
     this.lastSeq = o.since != null ? Number(o.since) : null;
     /** The stream epoch of lastSeq (options.epoch, a hello's or a reset's); null while unknown. */
     this.epoch = o.since != null && o.epoch ? String(o.epoch) : null;
@@ -253,6 +260,9 @@ export class FramecastClient extends EventTarget {
     this.seen = new Set();
     this.floor = this.lastSeq;
     this.frames = 0;
+    this.events = 0;
+    // ComfyDeploy: the gateway's status message has come on this socket.
+    this.sawStatus = false;
   }
 
   /** Opens the connection (no-op when already started). Returns this. */
@@ -278,8 +288,8 @@ export class FramecastClient extends EventTarget {
   currentURL() {
     const o = this.options;
     let start = this.lastSeq != null ? { since: this.lastSeq, epoch: this.epoch, last: null } : { since: null, epoch: null, last: o.last };
-    if (o.endpoint === "comfydeploy" && this.frames > 0) {
-      // ComfyDeploy frames carry no seq: a reconnect cannot resume, and
+    if (o.endpoint === "comfydeploy" && this.frames + this.events > 0) {
+      // ComfyDeploy frames and events carry no seq: a reconnect cannot resume, and
       // repeating the first since would replay what was already delivered.
       start = { since: null, epoch: null, last: null };
     }
@@ -309,6 +319,7 @@ export class FramecastClient extends EventTarget {
     }
     ws.binaryType = "arraybuffer";
     this.ws = ws;
+    this.sawStatus = false;
     ws.onopen = () => {
       if (this.ws !== ws) return;
       this.setState("open");
@@ -380,6 +391,10 @@ export class FramecastClient extends EventTarget {
 
   onText(text) {
     const m = decodeControl(text);
+    if (this.options.endpoint === "comfydeploy") {
+      this.onComfyText(m);
+      return;
+    }
     switch (m.type) {
       case "hello":
         // A connection that delivered its hello is healthy: the next failure
@@ -397,10 +412,6 @@ export class FramecastClient extends EventTarget {
       case "reset":
         this.reset(m);
         break;
-      case "status":
-        this.attempt = 0;
-        this.emit("status", { sid: m.data && m.data.sid });
-        break;
       case "live":
         this.advance(m.seq);
         this.emit("live", { seq: m.seq ?? 0 });
@@ -412,9 +423,38 @@ export class FramecastClient extends EventTarget {
       case "error":
         this.emit("error", { message: `gateway: ${m.message || "error"}` });
         break;
+      case "event":
+        // Stored in the stream like frames: resumed and de-duplicated alike.
+        if (!Number.isSafeInteger(m.seq) || m.seq < 1) {
+          throw new Error(`malformed message: event ${JSON.stringify(m.event ?? "")} has no seq`);
+        }
+        if (this.isDuplicate(m.seq)) return;
+        this.remember(m.seq);
+        this.advance(m.seq);
+        this.events++;
+        this.emit("event", { name: m.event, data: m.data ?? null, seq: m.seq });
+        break;
       default:
         this.emit("control", m);
     }
+  }
+
+  // onComfyText handles a ComfyDeploy text message {"event","data"}: the
+  // first status with a sid is the gateway's; every other message is a
+  // ComfyUI event, its status events (queue length) included.
+  onComfyText(m) {
+    if (!this.sawStatus && m.event === "status" && m.data && m.data.sid) {
+      this.sawStatus = true;
+      this.attempt = 0;
+      this.emit("status", { sid: m.data.sid });
+      return;
+    }
+    if (typeof m.event !== "string" || m.event === "") {
+      this.emit("control", m);
+      return;
+    }
+    this.events++;
+    this.emit("event", { name: m.event, data: m.data ?? null, seq: null });
   }
 
   onBinary(data) {
