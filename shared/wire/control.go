@@ -1,8 +1,10 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 )
 
 // Control message types of the native protocol.
@@ -119,4 +121,23 @@ func DecodeEvent(b []byte) (Event, error) {
 		return Event{}, fmt.Errorf("%w: event %q: data is not an object", ErrMalformed, e.Event)
 	}
 	return e, nil
+}
+
+// EncodeEvent returns the native event control message
+// {"type":"event","seq":N,"event":<name>,"data":<data>} with data byte for
+// byte as the producer took it (EncodeControl would compact it and escape
+// HTML characters).
+func EncodeEvent(seq uint64, name string, data json.RawMessage) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"type":"` + TypeEvent + `","seq":`)
+	b.WriteString(strconv.FormatUint(seq, 10))
+	b.WriteString(`,"event":`)
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(name) // a string always encodes; Encode adds a newline
+	b.Truncate(b.Len() - 1)
+	b.WriteString(`,"data":`)
+	b.Write(data)
+	b.WriteByte('}')
+	return b.Bytes()
 }

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -182,6 +183,14 @@ func TestEventControl(t *testing.T) {
 	got := string(EncodeControl(Control{Type: TypeEvent, Event: e.Event, Data: e.Data, Seq: &seq}))
 	if want := `{"type":"event","seq":7,"event":"progress","data":{"value":3,"max":20}}`; got != want {
 		t.Fatalf("event control: got %s; want %s", got, want)
+	}
+	raw := json.RawMessage(`{ "html": "<b>&</b>",  "n": 1 }`)
+	ev := EncodeEvent(9, "a<b", raw)
+	if want := `{"type":"event","seq":9,"event":"a<b","data":{ "html": "<b>&</b>",  "n": 1 }}`; string(ev) != want {
+		t.Fatalf("EncodeEvent: got %s; want %s", ev, want)
+	}
+	if c, err := DecodeControl(ev); err != nil || c.Type != TypeEvent || *c.Seq != 9 || c.Event != "a<b" || string(c.Data) != string(raw) {
+		t.Fatalf("EncodeEvent decodes to %+v, %v", c, err)
 	}
 	for _, bad := range []string{`{}`, `{"event":"x"}`, `{"event":"x","data":[1]}`, `{"event":"","data":{}}`, `nope`} {
 		if _, err := DecodeEvent([]byte(bad)); err == nil {

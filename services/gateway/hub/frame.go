@@ -155,8 +155,7 @@ func (f *Frame) Native() []byte {
 	switch {
 	case f.native != nil || !f.loaded:
 	case f.Event != "":
-		seq := f.Seq
-		f.native = wire.EncodeControl(wire.Control{Type: wire.TypeEvent, Seq: &seq, Event: f.Event, Data: f.eventData})
+		f.native = wire.EncodeEvent(f.Seq, f.Event, f.eventData)
 	default:
 		f.native = wire.EncodeNative(wire.HeaderOf(f.Seq, f.Meta), f.image)
 	}
