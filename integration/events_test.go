@@ -187,8 +187,8 @@ func TestEventsOnResume(t *testing.T) {
 
 	expect(fmt.Sprintf("hello since %d", f1))
 	expect(fmt.Sprintf("frame %d", f2))
-	// The native control message carries the same data, compacted.
-	expect(fmt.Sprintf(`event %d execution_start {"prompt_id":"p1","timestamp":1733000000000}`, ev))
+	// The native control message carries the same data, byte for byte.
+	expect(fmt.Sprintf(`event %d execution_start {"prompt_id": "p1", "timestamp": 1733000000000}`, ev))
 	expect(fmt.Sprintf("frame %d", f3))
 	if !(f1 < f2 && f2 < ev && ev < f3) {
 		t.Fatalf("sequences %d, %d, %d, %d; want them increasing as published", f1, f2, ev, f3)
