@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/framecast/framecast/services/gateway/hub"
 	"github.com/framecast/framecast/shared/natsurl"
 	"github.com/framecast/framecast/shared/stream"
 )
@@ -22,6 +23,7 @@ const (
 	DefaultCacheBytes   = 256 << 20
 	DefaultWriteTimeout = 10 * time.Second
 	DefaultPingInterval = 20 * time.Second
+	DefaultHubBuffer    = hub.DefaultBuffer
 	// NativeReadLimit bounds one client message on the native endpoint,
 	// whose clients need send none; over it the connection closes with
 	// 1009.
@@ -68,6 +70,12 @@ type Config struct {
 	// their oldest frames, and a connection that still needs them reads
 	// them from the stream (one shared read). Default DefaultCacheBytes.
 	CacheBytes int64
+	// HubBuffer is the capacity, in messages, of the channel between NATS
+	// and the hub's dispatcher; default DefaultHubBuffer. When the
+	// dispatcher falls that far behind, NATS drops live frames of a
+	// subscription (a slow consumer) and its ring heals with a stream
+	// read. A small value forces such drops, for tests.
+	HubBuffer int
 	// WriteTimeout bounds one websocket write; default DefaultWriteTimeout.
 	WriteTimeout time.Duration
 	// PingInterval is the keepalive period; default DefaultPingInterval.
@@ -94,6 +102,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.CacheBytes == 0 {
 		c.CacheBytes = DefaultCacheBytes
 	}
+	if c.HubBuffer == 0 {
+		c.HubBuffer = DefaultHubBuffer
+	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
@@ -118,6 +129,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: no JWT secret; set one, or allow anonymous access for development", ErrInvalidConfig)
 	case c.CacheBytes < 1<<20:
 		return c, fmt.Errorf("%w: cache bytes %d; want at least 1048576 (1 MiB)", ErrInvalidConfig, c.CacheBytes)
+	case c.HubBuffer < 0:
+		return c, fmt.Errorf("%w: hub buffer %d; want > 0", ErrInvalidConfig, c.HubBuffer)
 	case c.WriteTimeout < 0:
 		return c, fmt.Errorf("%w: write timeout %v; want > 0", ErrInvalidConfig, c.WriteTimeout)
 	case strings.Trim(c.ComfyTokenParam, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != "" || len(c.ComfyTokenParam) > 64:

@@ -19,6 +19,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"empty cluster member", Config{NATSURL: "nats://a:4222,", AllowAnonymous: true}},
 		{"short secret", Config{JWTSecret: []byte("short")}},
 		{"tiny cache", Config{CacheBytes: 1024, AllowAnonymous: true}},
+		{"negative hub buffer", Config{HubBuffer: -1, AllowAnonymous: true}},
 		{"negative write timeout", Config{WriteTimeout: -1, AllowAnonymous: true}},
 	}
 	for _, tt := range tests {
