@@ -211,3 +211,35 @@ func TestLast(t *testing.T) {
 		})
 	}
 }
+
+// TestResumeAheadOfLastLookup: a resume point newer than anything this
+// gateway has seen (another gateway served it) is looked up, not reset;
+// one past the stream's end, or from another epoch, is reset to the
+// window's start and told so.
+func TestResumeAheadOfLastLookup(t *testing.T) {
+	ns := testNATS(t)
+	_, hs := testGateway(t, ns, nil)
+	p := newPublisher(t, ns)
+	c := dial(t, hs.URL, "/v1/ws?output_id=seen", nil)
+	h := readControl(t, c, wire.TypeHello)
+	var last uint64
+	for i := range 5 {
+		last = p.publish("elsewhere", "", img(i))
+	}
+	c = dial(t, hs.URL, fmt.Sprintf("/v1/ws?output_id=elsewhere&since=%d&epoch=%s", last, h.Epoch), nil)
+	if h := readControl(t, c, wire.TypeHello); *h.Since != last {
+		t.Fatalf("hello since: got %d; want %d", *h.Since, last)
+	}
+	next := p.publish("elsewhere", "", img(9))
+	checkSeqs(t, readFrames(t, c, 1), []uint64{next})
+
+	for _, q := range []string{fmt.Sprintf("since=%d", next+100), fmt.Sprintf("since=%d&epoch=12345", next)} {
+		c = dial(t, hs.URL, "/v1/ws?output_id=elsewhere&"+q, nil)
+		readControl(t, c, wire.TypeHello)
+		r := readControl(t, c, wire.TypeReset)
+		if r.Since == nil || *r.Since != 0 || r.Epoch != h.Epoch || r.Message == "" {
+			t.Fatalf("%s: reset got since %v epoch %q %q; want since 0, epoch %s and why", q, r.Since, r.Epoch, r.Message, h.Epoch)
+		}
+		checkSeqs(t, readFrames(t, c, 6), []uint64{1, 2, 3, 4, 5, next})
+	}
+}

@@ -86,6 +86,9 @@ func newSession(srv *Server, ws *websocket.Conn, wc *watchedConn, req *request) 
 	}
 	// Before the session is registered: cut may run from then on.
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if req.since != nil {
+		s.last = *req.since // the resume point a close names until more is sent
+	}
 	return s
 }
 
@@ -289,9 +292,14 @@ func (s *session) resumePoint() (*uint64, string, error) {
 		since := *s.req.since
 		info := h.Info()
 		if s.req.epoch != "" && s.req.epoch != info.Epoch || since > h.Tip() {
-			// Look again before telling the client its position is gone.
-			var err error
-			if info, err = s.srv.refreshStream(s.ctx); err != nil {
+			// Look again before telling the client its position is gone
+			// (this gateway's last lookup may be older than the client's
+			// sequence), retrying while the stream has no leader.
+			err := s.retry(func() (err error) {
+				info, err = s.srv.refreshStream(s.ctx)
+				return err
+			})
+			if err != nil {
 				return nil, "", err
 			}
 		}
@@ -305,13 +313,41 @@ func (s *session) resumePoint() (*uint64, string, error) {
 		}
 		return &since, "", nil
 	case s.req.last > 0:
-		n, err := s.srv.source.SinceForLast(s.ctx, s.req.filters, s.req.last)
+		var n uint64
+		err := s.retry(func() (err error) {
+			if n, err = s.srv.source.SinceForLast(s.ctx, s.req.filters, s.req.last); err != nil {
+				err = fmt.Errorf("%w: find last %d frames: %v", errStream, s.req.last, err)
+			}
+			return err
+		})
 		if err != nil {
-			return nil, "", fmt.Errorf("%w: find last %d frames: %v", errStream, s.req.last, err)
+			return nil, "", err
 		}
 		return &n, "", nil
 	}
 	return nil, "", nil
+}
+
+// retry runs a stream request until it succeeds, retrying with backoff
+// for up to hub.StreamRetry (a leader election, a NATS reconnect); then it
+// returns the last error (errStream: the client is closed with 4008 and
+// its resume point).
+func (s *session) retry(request func() error) error {
+	wait := 100 * time.Millisecond
+	deadline := time.Now().Add(hub.StreamRetry)
+	for {
+		err := request()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		s.log.Debug("stream request failed; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-s.ctx.Done():
+			return s.ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
 
 // loop starts the session on the writer's first run, then sends what the
