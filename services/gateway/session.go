@@ -253,7 +253,9 @@ func (s *session) start() error {
 		return fmt.Errorf("join live subjects: %w", err)
 	}
 	pos := s.cursor.Position()
-	s.setLast(pos)
+	s.mu.Lock()
+	s.last = pos // after a reset, below the client's since
+	s.mu.Unlock()
 	_, epoch := s.srv.hub.Epoch()
 	if s.comfy() {
 		if err := s.write(true, wire.Status(s.req.clientID)); err != nil {
@@ -432,6 +434,9 @@ func (s *session) send(n hub.Next) error {
 		return s.gap(n.From, n.To)
 	case hub.Reset:
 		s.srv.metrics.resets.Inc()
+		s.mu.Lock()
+		s.last = 0 // sequences restart in the new epoch
+		s.mu.Unlock()
 		if s.comfy() {
 			return nil
 		}
