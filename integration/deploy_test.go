@@ -237,7 +237,15 @@ func TestMisspelledSettingWarned(t *testing.T) {
 			}
 			args := append([]string{fmt.Sprintf("--listen=127.0.0.1:%d", port[0]), "--nats-url=nats://127.0.0.1:1"}, tt.args...)
 			cmd := exec.Command(tt.bin, args...)
-			cmd.Env = append(os.Environ(), tt.env)
+			// Only tt.env of the FRAMECAST_* variables: others in the
+			// test's environment (FRAMECAST_ACCOUNTING) would be warned
+			// about first.
+			cmd.Env = []string{tt.env}
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "FRAMECAST_") {
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
 			stderr, err := cmd.StderrPipe()
 			if err != nil {
 				t.Fatal(err)

@@ -37,6 +37,7 @@ type publisher struct {
 	mu       sync.Mutex
 	statuses map[int]int // HTTP status -> count, over every attempt
 	errs     int         // attempts that got no HTTP answer
+	epoch    string      // the stream epoch acknowledged frames are stored in; "" untracked
 }
 
 func newPublisher(url string, l *ledger.Ledger) *publisher {
@@ -65,7 +66,9 @@ func (p *publisher) publish(ctx context.Context, oid, cid string, retry bool) (l
 	for {
 		seq, status, err := p.attempt(ctx, u, key, body)
 		if err == nil {
-			f := ledger.Frame{ID: id, Seq: seq, OutputID: oid, ClientID: cid}
+			p.mu.Lock()
+			f := ledger.Frame{ID: id, Seq: seq, OutputID: oid, ClientID: cid, Epoch: p.epoch}
+			p.mu.Unlock()
 			p.ledger.Ack(f)
 			return f, nil
 		}
@@ -112,6 +115,14 @@ func (p *publisher) attempt(ctx context.Context, u, key string, body []byte) (se
 		return 0, resp.StatusCode, fmt.Errorf("producer answer %s: want one frame with a seq (%v)", b, err)
 	}
 	return r.Frames[0].Seq, resp.StatusCode, nil
+}
+
+// setEpoch says the frames acknowledged from now on are stored in stream
+// epoch e.
+func (p *publisher) setEpoch(e string) {
+	p.mu.Lock()
+	p.epoch = e
+	p.mu.Unlock()
 }
 
 // Statuses is a copy of the HTTP status counts.
@@ -223,9 +234,12 @@ func watchHeld(t testing.TB, ctx context.Context, l *ledger.Ledger, name string,
 			case *client.Control:
 				switch m.Type {
 				case wire.TypeHello:
+					w.rec.Hello(m.Epoch)
 					once.Do(func() { close(w.hello) })
 				case wire.TypeGap:
 					w.rec.Gap(m.From, m.To)
+				case wire.TypeReset:
+					w.rec.Reset(m.Epoch, *m.Since) // client.Conn refuses a reset without since
 				}
 			}
 			return nil
@@ -239,6 +253,15 @@ func (w *watcher) closeCount(code int) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.closes[code]
+}
+
+// closedWith is how many connections of ws ended with close code code.
+func closedWith(ws []*watcher, code int) int {
+	n := 0
+	for _, w := range ws {
+		n += w.closeCount(code)
+	}
+	return n
 }
 
 // waitHello waits until every watcher has had its first hello.

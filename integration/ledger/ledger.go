@@ -4,6 +4,10 @@
 // reported as a gap. Every frame carries a unique id in its pixels (see
 // Pixels and ID) so a delivery is matched to its publish without trusting
 // the system under test.
+//
+// Sequences are comparable only within one stream epoch: a stream deleted
+// and created again starts over at 1. A client told so (a reset) enters
+// the new epoch, and its order and gaps are kept per epoch.
 package ledger
 
 import (
@@ -23,6 +27,9 @@ type Frame struct {
 	Seq      uint64
 	OutputID string
 	ClientID string // "" for broadcast
+	// Epoch is the stream epoch Seq belongs to. On an acknowledged frame
+	// "" means the scenario does not track epochs: it matches any.
+	Epoch string
 }
 
 // Ledger is one scenario's accounts. Its methods are safe for concurrent
@@ -71,32 +78,83 @@ type Client struct {
 	wants func(Frame) bool
 
 	mu         sync.Mutex
+	epoch      string // the epoch the client is in; "" before its first hello
+	resets     int
 	seen       []Frame
 	count      map[uint64]int    // id -> times seen
-	last       map[string]uint64 // subject key -> last seq seen
+	last       map[string]uint64 // epoch and subject key -> last seq seen
 	outOfOrder int
-	gaps       [][2]uint64
+	gaps       []gap
 	notes      []string
 }
 
-// Saw records that the application received f.
+// gap is a range of sequences of one epoch the client was told it
+// will not get.
+type gap struct {
+	epoch    string
+	from, to uint64
+}
+
+// Hello records the epoch a connection's hello named. The first one puts
+// the client in that epoch; a later one that differs changes nothing
+// (the gateway follows it with a reset).
+func (c *Client) Hello(epoch string) {
+	c.mu.Lock()
+	if c.epoch == "" {
+		c.epoch = epoch
+	}
+	c.mu.Unlock()
+}
+
+// Reset records that the client was moved into epoch, with frames after
+// since to follow: frames of that epoch up to since count as reported,
+// like a gap.
+func (c *Client) Reset(epoch string, since uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch = epoch
+	c.resets++
+	if since > 0 {
+		c.gaps = append(c.gaps, gap{epoch, 1, since})
+	}
+}
+
+// Epoch is the epoch the client is in.
+func (c *Client) Epoch() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch
+}
+
+// Resets is the number of resets recorded.
+func (c *Client) Resets() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.resets
+}
+
+// Saw records that the application received f, in f.Epoch or, when that
+// is empty, in the client's epoch.
 func (c *Client) Saw(f Frame) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if f.Epoch == "" {
+		f.Epoch = c.epoch
+	}
 	c.seen = append(c.seen, f)
 	c.count[f.ID]++
-	key := f.OutputID + "\x00" + f.ClientID
+	key := f.Epoch + "\x00" + f.OutputID + "\x00" + f.ClientID
 	if f.Seq <= c.last[key] {
 		c.outOfOrder++
 	}
 	c.last[key] = max(c.last[key], f.Seq)
 }
 
-// Gap records that the client was told frames from..to are past the
-// window: those frames count as reported, not lost.
+// Gap records that the client was told frames from..to of its epoch are
+// past the window: those frames count as reported, not lost.
 func (c *Client) Gap(from, to uint64) {
 	c.mu.Lock()
-	c.gaps = append(c.gaps, [2]uint64{from, to})
+	c.gaps = append(c.gaps, gap{c.epoch, from, to})
 	c.mu.Unlock()
 }
 
@@ -121,21 +179,33 @@ func (c *Client) Frames() []Frame {
 	return append([]Frame(nil), c.seen...)
 }
 
-// Gaps is a copy of the gaps the client was told about.
+// Gaps is a copy of the ranges the client was told about (gaps, and the
+// start of an epoch a reset skipped).
 func (c *Client) Gaps() [][2]uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([][2]uint64(nil), c.gaps...)
+	gs := make([][2]uint64, len(c.gaps))
+	for i, g := range c.gaps {
+		gs[i] = [2]uint64{g.from, g.to}
+	}
+	return gs
 }
 
-func (c *Client) inGap(seq uint64) bool {
+// inGap reports whether acknowledged frame f lies in a range the client
+// was told about.
+func (c *Client) inGap(f Frame) bool {
 	for _, g := range c.gaps {
-		if seq >= g[0] && seq <= g[1] {
+		if sameEpoch(f.Epoch, g.epoch) && f.Seq >= g.from && f.Seq <= g.to {
 			return true
 		}
 	}
 	return false
 }
+
+// sameEpoch reports whether a frame acknowledged in epoch acked may be
+// one seen or reported in epoch seen: "" on the acknowledged side
+// matches any.
+func sameEpoch(acked, seen string) bool { return acked == "" || acked == seen }
 
 // Report is a scenario's result.
 type Report struct {
@@ -149,7 +219,10 @@ type Report struct {
 	Lost       int // expected, not seen and not reported as a gap
 	Gapped     int // expected, not seen, reported as a gap
 	Duplicated int // extra sightings of a frame by the same client
-	OutOfOrder int // frames whose seq did not exceed the previous on its subject
+	// OutOfOrder counts frames whose seq did not exceed the previous on
+	// its subject in its epoch, and frames handed on in another epoch
+	// than the one they were stored in.
+	OutOfOrder int
 	Foreign    int // frames a client saw that it should not have
 	// Details names the first problems found, per client.
 	Details []string
@@ -182,7 +255,7 @@ func (l *Ledger) Report() Report {
 			switch {
 			case c.count[f.ID] > 0:
 				r.Delivered++
-			case c.inGap(f.Seq):
+			case c.inGap(f):
 				r.Gapped++
 			default:
 				r.Lost++
@@ -195,9 +268,13 @@ func (l *Ledger) Report() Report {
 		}
 		// A frame's true output and client are what it was published to,
 		// whatever the delivered header says.
-		foreign := 0
+		foreign, misplaced := 0, 0
 		for _, f := range c.seen {
-			if truth, ok := byID[f.ID]; ok {
+			truth, ok := byID[f.ID]
+			if ok && !sameEpoch(truth.Epoch, f.Epoch) {
+				misplaced++
+			}
+			if ok {
 				f = truth
 			}
 			if !c.wants(f) {
@@ -205,14 +282,14 @@ func (l *Ledger) Report() Report {
 			}
 		}
 		r.Duplicated += dups
-		r.OutOfOrder += c.outOfOrder
+		r.OutOfOrder += c.outOfOrder + misplaced
 		r.Foreign += foreign
-		if len(lost) > 0 || dups > 0 || c.outOfOrder > 0 || foreign > 0 {
+		if len(lost) > 0 || dups > 0 || c.outOfOrder > 0 || misplaced > 0 || foreign > 0 {
 			if len(lost) > 10 {
 				lost = lost[:10]
 			}
-			r.Details = append(r.Details, fmt.Sprintf("%s: lost seqs %v (first 10), duplicates %d, out of order %d, foreign %d, gaps %v, notes %v",
-				c.Name, lost, dups, c.outOfOrder, foreign, c.gaps, c.notes))
+			r.Details = append(r.Details, fmt.Sprintf("%s: lost seqs %v (first 10), duplicates %d, out of order %d, in another epoch %d, foreign %d, gaps %v, notes %v",
+				c.Name, lost, dups, c.outOfOrder, misplaced, foreign, c.gaps, c.notes))
 		}
 		c.mu.Unlock()
 	}
@@ -232,7 +309,7 @@ func (l *Ledger) Missing(c *Client) int {
 	defer c.mu.Unlock()
 	n := 0
 	for _, f := range acked {
-		if c.wants(f) && c.count[f.ID] == 0 && !c.inGap(f.Seq) {
+		if c.wants(f) && c.count[f.ID] == 0 && !c.inGap(f) {
 			n++
 		}
 	}
