@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,6 +52,20 @@ func NewEvent(seq uint64, client string, body []byte) (*Frame, error) {
 		return nil, err
 	}
 	return &Frame{Seq: seq, Client: client, Event: e.Event, eventData: e.Data, image: body, loaded: true}, nil
+}
+
+// same reports whether g is f again (the same stored message delivered
+// twice), not another message at the same sequence (a stream created
+// again).
+func (f *Frame) same(g *Frame) bool {
+	if f.IsGap() || g.IsGap() {
+		return true // nothing to compare
+	}
+	if f.Event != "" || g.Event != "" {
+		return f.Event == g.Event && bytes.Equal(f.image, g.image)
+	}
+	return f.Client == g.Client && f.Meta.OutputID == g.Meta.OutputID && f.Meta.Timestamp == g.Meta.Timestamp &&
+		f.Meta.BatchIndex == g.Meta.BatchIndex && f.Meta.Object == g.Meta.Object && f.Size() == g.Size()
 }
 
 // IsEvent reports whether f is an event; its wire bytes are text.

@@ -115,6 +115,7 @@ type Hub struct {
 	info      Info
 	st        jetstream.Stream
 	checking  atomic.Bool
+	recheck   atomic.Bool
 	lastCheck atomic.Int64
 
 	readMu  sync.Mutex
@@ -200,19 +201,52 @@ func (h *Hub) Epoch() (uint64, string) {
 // checkEpoch refreshes the stream info in the background, at most once a
 // second: a frame suggested the stream was created again.
 func (h *Hub) checkEpoch() {
-	if time.Now().UnixNano()-h.lastCheck.Load() < int64(time.Second) || !h.checking.CompareAndSwap(false, true) {
-		return
+	h.recheck.Store(true)
+	if !h.checking.CompareAndSwap(false, true) {
+		return // the running check looks again
 	}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
 		defer h.checking.Store(false)
-		ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
-		defer cancel()
-		if _, err := h.Refresh(ctx); err != nil {
-			h.log.Warn("stream lookup failed", "err", err)
+		for h.recheck.Swap(false) {
+			ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
+			before := h.epoch.Load()
+			_, err := h.Refresh(ctx)
+			cancel()
+			if err != nil {
+				h.log.Warn("stream lookup failed", "err", err)
+				if h.ctx.Err() != nil {
+					return
+				}
+				h.recheck.Store(true)
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
+			if h.epoch.Load() == before {
+				h.unsuspect() // the same stream: false alarm
+			}
 		}
 	}()
+}
+
+// unsuspect lifts every ring's suspicion of a new epoch.
+func (h *Hub) unsuspect() {
+	h.mu.Lock()
+	rings := make([]*ring, 0, len(h.subs))
+	for _, r := range h.subs {
+		rings = append(rings, r)
+	}
+	h.mu.Unlock()
+	for _, r := range rings {
+		r.mu.Lock()
+		was := r.suspect
+		r.suspect = 0
+		r.mu.Unlock()
+		if was != 0 {
+			h.wakeAll(r)
+		}
+	}
 }
 
 func (h *Hub) newEpoch() {
@@ -429,15 +463,19 @@ func (h *Hub) heal(r *ring, from, upTo uint64) {
 		r.stall = from
 	}
 	r.healGen++
+	if r.healFrom == 0 || from < r.healFrom {
+		r.healFrom = from
+	}
 	if upTo != 0 && r.reading && r.readFrom <= from {
 		r.healUpTo = max(r.healUpTo, upTo)
 		r.mu.Unlock()
 		return
 	}
 	r.healBlind = true
-	// Not need: a read running now may have passed the hole already.
-	if r.want == 0 || from < r.want {
-		r.want = from
+	// Not need: a read running now may have passed the hole already. The
+	// read starts at the stall, which only a read from there lifts.
+	if r.want == 0 || r.stall < r.want {
+		r.want = r.stall
 	}
 	queue := !r.queued && !r.dropped
 	r.queued = r.queued || queue
@@ -493,8 +531,68 @@ func (h *Hub) dispatch() {
 	}
 }
 
+// barrierSubject marks the hub's own messages in the dispatcher's
+// channel (Hub.barrier); no NATS subject can be empty-tokened like it.
+const barrierSubject = "..barrier"
+
+// barrier raises the watermark to seq once every live message that
+// reached the gateway before it is dispatched. A stream read ends with it:
+// the read delivered everything of its rings up to seq, and live messages
+// of other rings up to seq were republished before seq was stored, so
+// once the connection has been flushed they are in the channel ahead of
+// the barrier. Without it, rings that see no live traffic would claim
+// nothing past the last live frame, and a cursor merging them with a ring
+// a read filled would wait for unrelated traffic.
+func (h *Hub) barrier(seq uint64) {
+	epoch := h.epoch.Load()
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		if err := h.nc.FlushTimeout(5 * time.Second); err != nil {
+			return // the next live frame, or read, raises it
+		}
+		m := &nats.Msg{Subject: barrierSubject, Header: nats.Header{}}
+		m.Header.Set(jetstream.SequenceHeader, strconv.FormatUint(seq, 10))
+		m.Header.Set("Epoch", strconv.FormatUint(epoch, 10))
+		select {
+		case h.ch <- m:
+		case <-h.ctx.Done():
+		}
+	}()
+}
+
+// passBarrier handles a barrier message on the dispatcher.
+func (h *Hub) passBarrier(m *nats.Msg) {
+	seq, _ := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if e, _ := strconv.ParseUint(m.Header.Get("Epoch"), 10, 64); e != h.epoch.Load() {
+		return
+	}
+	for {
+		w := h.water.Load()
+		if seq <= w {
+			return
+		}
+		if h.water.CompareAndSwap(w, seq) {
+			break
+		}
+	}
+	h.mu.Lock()
+	rings := make([]*ring, 0, len(h.subs))
+	for _, r := range h.subs {
+		rings = append(rings, r)
+	}
+	h.mu.Unlock()
+	for _, r := range rings {
+		h.wakeAll(r)
+	}
+}
+
 // deliver puts one live message into its ring.
 func (h *Hub) deliver(m *nats.Msg) {
+	if m.Sub == nil && m.Subject == barrierSubject {
+		h.passBarrier(m)
+		return
+	}
 	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 	if err != nil {
 		h.log.Warn("live message without stream sequence", "subject", m.Subject)
@@ -516,14 +614,22 @@ func (h *Hub) deliver(m *nats.Msg) {
 	r.mu.Lock()
 	last, known := r.last[m.Subject]
 	if known && seq <= last {
-		dup := r.has(seq)
-		r.mu.Unlock()
-		if !dup && prev == 0 {
-			// A subject's first frame again: the stream may have been
-			// created again. The new epoch's read brings the frame back.
+		old := r.at(seq)
+		dup := old != nil && old.same(f)
+		if old != nil && !dup || old == nil && prev == 0 {
+			// Another frame at a sequence seen, or a subject's first
+			// frame again: the stream may have been created again.
+			// Nothing after the last frame seen goes out until a lookup
+			// tells; a new epoch's read brings the frames back.
+			if r.suspect == 0 {
+				r.suspect = last + 1
+			}
+			r.mu.Unlock()
 			h.checkEpoch()
+			return
 		}
-		if dup || prev == 0 {
+		r.mu.Unlock()
+		if dup {
 			return
 		}
 		// A frame that arrived after later ones (a leader change): it

@@ -184,7 +184,7 @@ func (h *Hub) read(batch []*ring) error {
 			start = r.want
 		}
 		r.readFrom = r.want
-		r.healUpTo, r.healBlind = 0, false
+		r.healUpTo, r.healBlind, r.healFrom = 0, false, 0
 		r.want = 0
 		r.reading = true
 		rings = append(rings, &batchRing{r: r, healGen: r.healGen, liveFrom: r.liveFrom, evictGen: r.evictGen})
@@ -306,7 +306,11 @@ func (h *Hub) read(batch []*ring) error {
 		case partial:
 			// Stalled and unverified rings go on reading from here;
 			// others read again when a cursor reaches what is missing.
-			if r.stall != 0 && r.healGen == br.healGen || !r.verified {
+			// What a stall guarded up to last is filled.
+			if r.stall != 0 && start <= r.stall {
+				r.stall = last + 1
+			}
+			if r.stall != 0 || !r.verified {
 				if r.want == 0 || last+1 < r.want {
 					r.want = last + 1
 				}
@@ -320,10 +324,20 @@ func (h *Hub) read(batch []*ring) error {
 				from = last + 1
 			}
 			r.addSpan(from, max(last, r.liveFrom-1))
-			// Holes found while it ran are filled when it delivered past
-			// them; a blind heal has its own read queued.
-			if start <= r.stall && (r.healGen == br.healGen || !r.healBlind && r.healUpTo <= last) {
-				r.stall = 0
+			// Everything up to last is filled, holes found while the read
+			// ran included: what they lost up to last was stored before
+			// the read passed it. A hole past last (or a slow consumer's,
+			// which may lie anywhere after its start) stalls from there.
+			if r.stall != 0 && start <= r.stall {
+				switch {
+				case r.healGen == br.healGen, !r.healBlind && r.healUpTo <= last:
+					r.stall = 0
+				default:
+					r.stall = max(r.healFrom, last+1)
+					if r.want == 0 || r.stall < r.want {
+						r.want = r.stall
+					}
+				}
 			}
 			r.verified = true
 			r.failing = time.Time{}
@@ -344,6 +358,9 @@ func (h *Hub) read(batch []*ring) error {
 			h.queueRead(r)
 		}
 		h.wakeAll(r)
+	}
+	if err == nil && last > h.water.Load() && h.epoch.Load() == epoch {
+		h.barrier(last)
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err

@@ -48,6 +48,11 @@ type ring struct {
 	// holes it may fill, and whether one was blind (no sequence known).
 	healUpTo  uint64
 	healBlind bool
+	healFrom  uint64 // the lowest sequence they may have lost (0: none)
+	// suspect, when nonzero, ends the live span at suspect-1 while a
+	// stream lookup tells whether the stream was created again (a frame
+	// arrived at a sequence already seen, with other contents).
+	suspect uint64
 	// verified: a stream read has backed the live span's start. A new
 	// ring's live span starts after the newest sequence the hub knew of,
 	// which may be older than what the stream held when the subscription
@@ -95,7 +100,10 @@ const maxLate = 64
 func (r *ring) liveEnd(w uint64) uint64 {
 	w = max(w, r.readTo)
 	if r.stall != 0 && r.stall-1 < w {
-		return r.stall - 1
+		w = r.stall - 1
+	}
+	if r.suspect != 0 && r.suspect-1 < w {
+		w = r.suspect - 1
 	}
 	return w
 }
@@ -183,9 +191,15 @@ func (r *ring) find(seq uint64) int {
 
 // has reports whether the ring holds an entry with sequence seq. It needs
 // r.mu.
-func (r *ring) has(seq uint64) bool {
+func (r *ring) has(seq uint64) bool { return r.at(seq) != nil }
+
+// at returns the entry with sequence seq, or nil. It needs r.mu.
+func (r *ring) at(seq uint64) *Frame {
 	i := r.find(seq - 1)
-	return i < len(r.frames) && r.frames[i].Seq == seq
+	if i < len(r.frames) && r.frames[i].Seq == seq {
+		return r.frames[i]
+	}
+	return nil
 }
 
 // insert adds f in sequence order unless an entry with its sequence is
@@ -325,7 +339,7 @@ func (r *ring) clear() int64 {
 	n := r.bytes
 	clear(r.frames)
 	r.frames, r.bytes, r.spans = r.frames[:0], 0, nil
-	r.liveFrom, r.stall = 1, 1
+	r.liveFrom, r.stall, r.suspect = 1, 1, 0
 	r.healGen++
 	r.verified = false
 	r.readTo = 0
