@@ -230,14 +230,20 @@ func (h *Hub) checkEpoch() {
 	}()
 }
 
-// unsuspect lifts every ring's suspicion of a new epoch.
-func (h *Hub) unsuspect() {
+// rings returns the rings the hub holds now.
+func (h *Hub) rings() []*ring {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	rings := make([]*ring, 0, len(h.subs))
 	for _, r := range h.subs {
 		rings = append(rings, r)
 	}
-	h.mu.Unlock()
+	return rings
+}
+
+// unsuspect lifts every ring's suspicion of a new epoch.
+func (h *Hub) unsuspect() {
+	rings := h.rings()
 	for _, r := range rings {
 		r.mu.Lock()
 		was := r.suspect
@@ -432,12 +438,7 @@ func (h *Hub) SlowConsumer(sub *nats.Subscription) {
 // may have been lost on every subscription, and every ring heals with a
 // stream read.
 func (h *Hub) Reconnected() {
-	h.mu.Lock()
-	rings := make([]*ring, 0, len(h.subs))
-	for _, r := range h.subs {
-		rings = append(rings, r)
-	}
-	h.mu.Unlock()
+	rings := h.rings()
 	for _, r := range rings {
 		h.heal(r, 0, 0)
 	}
@@ -576,12 +577,7 @@ func (h *Hub) passBarrier(m *nats.Msg) {
 			break
 		}
 	}
-	h.mu.Lock()
-	rings := make([]*ring, 0, len(h.subs))
-	for _, r := range h.subs {
-		rings = append(rings, r)
-	}
-	h.mu.Unlock()
+	rings := h.rings()
 	for _, r := range rings {
 		h.wakeAll(r)
 	}
