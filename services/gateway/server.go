@@ -114,7 +114,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		ReplicaLag: func() { s.metrics.replicaWaits.Inc() }}
 	h := hub.New(hub.Config{Conn: s.nc, Source: s.source, Budget: cfg.CacheBytes, Buffer: cfg.HubBuffer, Log: s.log, Stats: hub.Stats{
 		Subscriptions: func(n int) { s.metrics.subscriptions.Set(float64(n)) },
-		Gap:           func() { s.metrics.holes.Inc() },
+		Hole:          func() { s.metrics.holes.Inc() },
 		Read:          func(int) { s.metrics.reads.Inc() },
 		Late:          func() { s.metrics.late.Inc() },
 	}})

@@ -96,7 +96,7 @@ func (c *Cursor) Next() Next {
 		return Next{Kind: Reset}
 	}
 	w := h.water.Load()
-	tick := h.tick.Add(1)
+	tick := h.tick.Load() // the dispatcher advances it; Next only reads
 	limit := uint64(math.MaxUint64)
 	var best *Frame
 	bi := -1
@@ -105,7 +105,9 @@ func (c *Cursor) Next() Next {
 	for i := range c.subs {
 		cs := &c.subs[i]
 		r := cs.r
-		r.used.Store(tick)
+		if r.used.Load() != tick {
+			r.used.Store(tick)
+		}
 		r.mu.RLock()
 		if late := c.late(cs); late != nil {
 			r.mu.RUnlock()
@@ -143,7 +145,7 @@ func (c *Cursor) Next() Next {
 		var f *Frame
 		for j := r.find(pos); j < len(r.frames) && r.frames[j].Seq <= end; j++ {
 			e := r.frames[j]
-			if e.IsGap() || cs.client == "" || e.Client == cs.client || e.Client == subject.Broadcast {
+			if e.IsGap() || cs.takes(e) {
 				f = e
 				break
 			}
@@ -177,6 +179,12 @@ func (c *Cursor) Next() Next {
 	}
 	cs.pos.Store(best.Seq)
 	return Next{Kind: Send, Frame: best}
+}
+
+// takes reports whether the cursor takes frame f of its ring: every frame,
+// or its client's and broadcasts.
+func (cs *cursorSub) takes(f *Frame) bool {
+	return cs.client == "" || f.Client == cs.client || f.Client == subject.Broadcast
 }
 
 // serves returns the end of what the ring holds for the cursor from
@@ -214,7 +222,7 @@ func (c *Cursor) late(cs *cursorSub) *Frame {
 		}
 		cs.lateGen = l.gen
 		f := l.f
-		if f.Seq <= cs.pos.Load() && (cs.client == "" || f.Client == cs.client || f.Client == subject.Broadcast) {
+		if f.Seq <= cs.pos.Load() && cs.takes(f) {
 			c.h.stats.late()
 			return f
 		}

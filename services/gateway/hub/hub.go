@@ -72,8 +72,9 @@ type Config struct {
 // Stats observes the hub; nil funcs are skipped.
 type Stats struct {
 	Subscriptions func(n int)
-	// Gap: a hole in a subject's sequence chain, or a slow consumer.
-	Gap func()
+	// Hole: a hole in a subject's sequence chain, a slow consumer or a
+	// reconnect, to be healed by a stream read.
+	Hole func()
 	// Read: a shared stream read started (rings is how many it fills).
 	Read func(rings int)
 	// Late: a frame was delivered behind a cursor's position.
@@ -111,12 +112,11 @@ type Hub struct {
 	mu   sync.Mutex
 	subs map[string]*ring
 
-	infoMu    sync.Mutex
-	info      Info
-	st        jetstream.Stream
-	checking  atomic.Bool
-	recheck   atomic.Bool
-	lastCheck atomic.Int64
+	infoMu   sync.Mutex
+	info     Info
+	st       jetstream.Stream
+	checking atomic.Bool
+	recheck  atomic.Bool
 
 	readMu  sync.Mutex
 	queue   []*ring
@@ -171,7 +171,6 @@ func (h *Hub) Refresh(ctx context.Context) (Info, error) {
 	old := h.info.Epoch
 	h.info, h.st = in, st
 	h.infoMu.Unlock()
-	h.lastCheck.Store(time.Now().UnixNano())
 	if old != "" && old != in.Epoch {
 		h.log.Warn("the stream was created again; every connection starts over at its new start", "stream", h.source.Stream, "old_epoch", old, "epoch", in.Epoch)
 		h.newEpoch()
@@ -198,8 +197,10 @@ func (h *Hub) Epoch() (uint64, string) {
 	return h.epoch.Load(), h.Info().Epoch
 }
 
-// checkEpoch refreshes the stream info in the background, at most once a
-// second: a frame suggested the stream was created again.
+// checkEpoch refreshes the stream info in the background: a frame
+// suggested the stream was created again. Calls while a check runs make it
+// look once more when it is done; rings held on suspicion are released
+// when the stream turns out the same.
 func (h *Hub) checkEpoch() {
 	h.recheck.Store(true)
 	if !h.checking.CompareAndSwap(false, true) {
@@ -297,7 +298,7 @@ func (h *Hub) Join(ctx context.Context, w Waker, watches []Watch, since *uint64)
 			}
 			// Unlimited pending: the channel is the bound.
 			_ = sub.SetPendingLimits(-1, -1)
-			r = &ring{subject: wt.Live, filter: wt.Filter, sub: sub, created: time.Now(),
+			r = &ring{subject: wt.Live, filter: wt.Filter, sub: sub,
 				liveFrom: h.Tip() + 1, last: make(map[string]uint64), ready: make(chan struct{})}
 			h.subs[wt.Live] = r
 			fresh = append(fresh, r)
@@ -450,8 +451,8 @@ func (h *Hub) Reconnected() {
 // missing (0: unknown, as after a slow consumer): a read already running
 // that delivers past it fills the hole, and no other read is started.
 func (h *Hub) heal(r *ring, from, upTo uint64) {
-	if h.stats.Gap != nil {
-		h.stats.Gap()
+	if h.stats.Hole != nil {
+		h.stats.Hole()
 	}
 	r.mu.Lock()
 	if from == 0 {

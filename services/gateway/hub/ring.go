@@ -29,7 +29,6 @@ type ring struct {
 	subject string // the live subject subscribed to
 	filter  string // the stream subject it mirrors
 	sub     *nats.Subscription
-	created time.Time
 	ready   chan struct{} // closed once the ring's live span start is settled (Hub.Join)
 
 	used atomic.Int64 // the hub's tick when a cursor or frame last used it

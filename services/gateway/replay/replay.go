@@ -49,35 +49,23 @@ func (s Source) Bounds(ctx context.Context) (first, last uint64, err error) {
 	return info.State.FirstSeq, info.State.LastSeq, nil
 }
 
-// Read calls fn for every message of filters with a sequence of at least
-// start, in order, until it has delivered the last such message stored
-// when that message was delivered (the tip), or until no message is
-// pending any more (the rest left the stream). On a replicated stream it
-// also delivers every such message the leader held when the read began,
-// however far its consumer's replica lags (see lag). It returns the
-// sequence of the last message delivered, or start-1 when there was none.
-// An error from fn stops Read and is returned.
-func (s Source) Read(ctx context.Context, filters []string, start uint64, fn func(jetstream.Msg) error) (uint64, error) {
-	last, err := s.read(ctx, filters, start, false, fn, nil)
-	return last, err
-}
-
-// ReadWithGaps is Read that also calls gap, before the next message, for
-// the sequences the read skipped because they left the stream (age,
-// limits, purge) before the read reached them. from..to holds every such
-// sequence of filters, and may hold other subjects' sequences removed
-// with them. The stream's window is checked when a batch of messages
-// arrives, not when the caller, at its own pace, gets to them, so
-// messages fetched before they left are no gap. An error from gap stops
-// the read and is returned.
-func (s Source) ReadWithGaps(ctx context.Context, filters []string, start uint64, fn func(jetstream.Msg) error, gap func(from, to uint64) error) (uint64, error) {
-	return s.read(ctx, filters, start, false, fn, gap)
-}
-
-// ReadFrom is ReadWithGaps for a caller that has looked the stream up
-// already: st is that lookup (its replicas decide whether the read checks
-// for a lagging replica) and tip the newest sequence the caller knows the
-// stream holds. It saves the read its own stream lookup.
+// ReadFrom calls fn for every message of filters with a sequence of at
+// least start, in order, until it has delivered the last such message
+// stored when that message was delivered (the tip), or until no message is
+// pending any more (the rest left the stream). It returns the sequence of
+// the last message delivered, or start-1 when there was none. An error
+// from fn stops the read and is returned.
+//
+// gap, if set, is called before the next message for the sequences the
+// read skipped because they left the stream (age, limits, purge) before
+// the read reached them. from..to holds every such sequence of filters,
+// and may hold other subjects' sequences removed with them. An error from
+// gap stops the read and is returned.
+//
+// st is the caller's lookup of the stream (the read makes none of its
+// own): on a replicated stream the read also delivers every message of
+// filters up to tip, the newest sequence the caller knows the stream
+// holds, however far its consumer's replica lags (see lag).
 func (s Source) ReadFrom(ctx context.Context, st jetstream.Stream, tip uint64, filters []string, start uint64, fn func(jetstream.Msg) error, gap func(from, to uint64) error) (uint64, error) {
 	if start == 0 {
 		start = 1
