@@ -30,6 +30,9 @@ const (
 	// subject.Events carries; the message body is the event object's JSON
 	// text, {"event": <this name>, "data": {...}}.
 	HeaderEvent = "Framecast-Event"
+	// HeaderRendition is "preview" on a preview frame; a full frame
+	// carries no such header.
+	HeaderRendition = "Framecast-Rendition"
 )
 
 // Limits on metadata values, checked by Decode and Validate.
@@ -50,6 +53,9 @@ type Meta struct {
 	// Timestamp is when the producer published the frame, in milliseconds
 	// since the Unix epoch.
 	Timestamp int64
+	// Rendition says whether the frame is the image as published or its
+	// preview; the zero value is Full.
+	Rendition Rendition
 	// Object is the Object Store name of an image sent by reference, or "".
 	Object string
 	// ObjectSize is the size in bytes of the image named by Object; 0 when
@@ -73,6 +79,9 @@ func (m Meta) Validate() error {
 	}
 	if m.BatchSize < 1 || m.BatchSize > MaxBatch || m.BatchIndex < 0 || m.BatchIndex >= m.BatchSize {
 		return fmt.Errorf("%w: batch index %d of %d; want 0 <= index < size <= %d", ErrInvalid, m.BatchIndex, m.BatchSize, MaxBatch)
+	}
+	if m.Rendition > Preview {
+		return fmt.Errorf("%w: rendition %d is unknown; allowed: 0 (full), 1 (preview)", ErrInvalid, uint8(m.Rendition))
 	}
 	if m.ObjectSize < 0 || (m.ObjectSize > 0 && m.Object == "") {
 		return fmt.Errorf("%w: object size %d for object %q; want 0, or a positive size with an object name", ErrInvalid, m.ObjectSize, m.Object)
@@ -98,6 +107,9 @@ func (m Meta) Header(h nats.Header) {
 	h.Set(HeaderBatchIndex, strconv.Itoa(m.BatchIndex))
 	h.Set(HeaderBatchSize, strconv.Itoa(m.BatchSize))
 	h.Set(HeaderTimestamp, strconv.FormatInt(m.Timestamp, 10))
+	if m.Rendition != Full {
+		h.Set(HeaderRendition, m.Rendition.String())
+	}
 	if m.Object != "" {
 		h.Set(HeaderObject, m.Object)
 	}
@@ -117,6 +129,9 @@ func Decode(h nats.Header) (Meta, error) {
 	m.OutputID = h.Get(HeaderOutputID)
 	m.ClientID = h.Get(HeaderClientID)
 	m.Object = h.Get(HeaderObject)
+	if m.Rendition, err = ParseRendition(h.Get(HeaderRendition)); err != nil {
+		return Meta{}, fmt.Errorf("header %s: %w", HeaderRendition, err)
+	}
 	ints := []struct {
 		name string
 		dst  *int

@@ -13,7 +13,8 @@ func sample() Meta {
 
 func TestMetaRoundTrip(t *testing.T) {
 	for _, m := range []Meta{sample(), {OutputID: "o", Format: PNG, Width: 1, Height: 1, BatchSize: 1, Object: "obj-1"},
-		{OutputID: "o", Format: PNG, Width: 1, Height: 1, BatchSize: 1, Object: "k/0", ObjectSize: 5 << 20}} {
+		{OutputID: "o", Format: PNG, Width: 1, Height: 1, BatchSize: 1, Object: "k/0", ObjectSize: 5 << 20},
+		{OutputID: "o", Format: WEBP, Width: 128, Height: 96, BatchSize: 1, Rendition: Preview}} {
 		h := nats.Header{}
 		m.Header(h)
 		got, err := Decode(h)
@@ -45,6 +46,8 @@ func TestDecodeRefuses(t *testing.T) {
 		{"object size not int", func(h nats.Header) { h.Set(HeaderObject, "k/0"); h.Set(HeaderObjectSize, "big") }},
 		{"negative object size", func(h nats.Header) { h.Set(HeaderObject, "k/0"); h.Set(HeaderObjectSize, "-1") }},
 		{"object size without object", func(h nats.Header) { h.Set(HeaderObjectSize, "10") }},
+		{"unknown rendition", func(h nats.Header) { h.Set(HeaderRendition, "thumbnail") }},
+		{"rendition in another case", func(h nats.Header) { h.Set(HeaderRendition, "Preview") }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

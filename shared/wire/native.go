@@ -23,6 +23,9 @@ type Header struct {
 	BatchSize   int    `json:"batch_size"`
 	// TS is the producer's publish time in milliseconds since the Unix epoch.
 	TS int64 `json:"ts"`
+	// Rendition is "full" for the image as published and "preview" for
+	// its small copy (frame.Rendition).
+	Rendition string `json:"rendition"`
 }
 
 // HeaderOf is the native header of the frame with stream sequence seq.
@@ -31,6 +34,7 @@ func HeaderOf(seq uint64, m frame.Meta) Header {
 		Seq: seq, OutputID: m.OutputID, ClientID: m.ClientID,
 		ContentType: m.Format.ContentType(), Width: m.Width, Height: m.Height,
 		BatchIndex: m.BatchIndex, BatchSize: m.BatchSize, TS: m.Timestamp,
+		Rendition: m.Rendition.String(),
 	}
 }
 

@@ -92,7 +92,7 @@ func TestNativeRoundTrip(t *testing.T) {
 	if got != h || string(img) != "image" {
 		t.Fatalf("got %+v %q; want %+v %q", got, img, h, "image")
 	}
-	want := `{"seq":17,"output_id":"o","client_id":"c","content_type":"image/webp","width":3,"height":2,"batch_index":1,"batch_size":2,"ts":42}`
+	want := `{"seq":17,"output_id":"o","client_id":"c","content_type":"image/webp","width":3,"height":2,"batch_index":1,"batch_size":2,"ts":42,"rendition":"full"}`
 	if js := string(b[4 : len(b)-5]); js != want {
 		t.Fatalf("header JSON %s; want %s", js, want)
 	}
@@ -196,5 +196,16 @@ func TestEventControl(t *testing.T) {
 		if _, err := DecodeEvent([]byte(bad)); err == nil {
 			t.Errorf("DecodeEvent(%s): got no error", bad)
 		}
+	}
+}
+
+func TestNativePreviewHeader(t *testing.T) {
+	m := frame.Meta{OutputID: "o", Format: frame.WEBP, Width: 128, Height: 96, BatchSize: 1, Timestamp: 42, Rendition: frame.Preview}
+	got, _, err := DecodeNative(EncodeNative(HeaderOf(5, m), []byte("p")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Rendition != "preview" {
+		t.Fatalf("rendition %q; want %q", got.Rendition, "preview")
 	}
 }
