@@ -1,7 +1,11 @@
-// Package stream defines the OUTPUTS JetStream stream that both services
-// apply at start: it captures outputs.>, keeps a short replay window, drops
-// duplicate Nats-Msg-Ids within its duplicate window, and republishes every
-// stored message to live.outputs.> stamped with its sequence.
+// Package stream defines the OUTPUTS JetStream stream: it captures
+// outputs.>, keeps a short replay window, drops duplicate Nats-Msg-Ids
+// within its duplicate window, and republishes every stored message to
+// live.outputs.> stamped with its sequence.
+//
+// Only an administrative identity creates or changes it (Ensure, run by
+// `framecast stream ensure`); the producer and the gateways check it with
+// Verify, which needs no right beyond looking the streams up.
 //
 // Beside the stream it defines the large-frame bucket, a JetStream Object
 // Store (OUTPUTS_LARGE) holding the images too large to travel inline in a
@@ -164,7 +168,9 @@ func (c Config) ObjectStoreConfig() (jetstream.ObjectStoreConfig, error) {
 }
 
 // Ensure creates the stream and its large-frame bucket, or updates them to
-// c; it is idempotent and safe to run from every service at start.
+// c; it is idempotent. It needs the rights to create and update both
+// streams, which deploy/nats/accounts.conf gives the admin user only: the
+// services Verify instead. Lowering a limit drops what no longer fits.
 func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.Stream, error) {
 	sc, err := c.StreamConfig()
 	if err != nil {
@@ -239,9 +245,9 @@ func BucketStream(bucket string) string { return "OBJ_" + bucket }
 
 // Flags registers the stream's settings on fs as --stream-name,
 // --stream-max-age, --stream-max-bytes, --stream-duplicates,
-// --stream-replicas and --stream-memory. Every service that ensures the
-// stream takes the same flags: services given different values would keep
-// updating the stream to their own.
+// --stream-replicas and --stream-memory. `framecast stream ensure` and
+// every service take the same flags: the services Verify the stream
+// against theirs, and are not ready while it differs.
 func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Name, "stream-name", c.Name, "JetStream stream name (default "+DefaultName+")")
 	fs.DurationVar(&c.MaxAge, "stream-max-age", c.MaxAge, "replay window: how long frames are kept (default 15m)")

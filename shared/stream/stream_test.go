@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -206,5 +207,97 @@ func TestEnsureObjectsTurnsDirectGetOff(t *testing.T) {
 		if allowDirect() {
 			t.Errorf("after Ensure %d: AllowDirect on; want off", i)
 		}
+	}
+}
+
+// Verify finds a missing stream and bucket, every setting that differs
+// from the Config (field, want, have), and nothing once Ensure has run;
+// it changes nothing itself.
+func TestVerify(t *testing.T) {
+	js := natstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg := Config{MaxAge: time.Minute, Duplicates: 30 * time.Second, MaxBytes: 64 << 20, Memory: true}
+
+	_, err := Verify(ctx, js, cfg)
+	var verr *VerifyError
+	if !errors.As(err, &verr) || !errors.Is(err, ErrMissing) || errors.Is(err, ErrMismatch) {
+		t.Fatalf("before Ensure: got %v; want a VerifyError matching ErrMissing only", err)
+	}
+	if got, want := strings.Join(verr.Missing, ","), "OUTPUTS,OBJ_OUTPUTS_LARGE"; got != want {
+		t.Errorf("missing: got %s; want %s", got, want)
+	}
+	if !strings.Contains(err.Error(), "framecast stream ensure") {
+		t.Errorf("error %q does not name the command that applies the settings", err)
+	}
+	if _, err := js.Stream(ctx, "OUTPUTS"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("Verify created the stream: lookup got %v; want ErrStreamNotFound", err)
+	}
+
+	if _, err := Ensure(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Verify(ctx, js, cfg)
+	if err != nil {
+		t.Fatalf("after Ensure: %v", err)
+	}
+	if got := s.CachedInfo().Config.Name; got != "OUTPUTS" {
+		t.Errorf("stream: got %s; want OUTPUTS", got)
+	}
+
+	stale := cfg
+	stale.MaxAge = 2 * time.Minute
+	stale.Replicas = 1
+	stale.BucketMaxBytes = 32 << 20
+	_, err = Verify(ctx, js, stale)
+	if !errors.As(err, &verr) || !errors.Is(err, ErrMismatch) || errors.Is(err, ErrMissing) {
+		t.Fatalf("other settings: got %v; want a VerifyError matching ErrMismatch only", err)
+	}
+	want := []Difference{
+		{"OUTPUTS", "max_age", "2m0s", "1m0s"},
+		{"OBJ_OUTPUTS_LARGE", "max_age", "2m30s", "1m30s"},
+		{"OBJ_OUTPUTS_LARGE", "max_bytes", "33554432", "16777216"},
+	}
+	if !reflect.DeepEqual(verr.Differences, want) {
+		t.Errorf("differences:\n got %v\nwant %v", verr.Differences, want)
+	}
+	if !strings.Contains(err.Error(), "OUTPUTS max_age: want 2m0s, have 1m0s") {
+		t.Errorf("error %q does not say field, want and have", err)
+	}
+	if got := s.CachedInfo().Config.MaxAge; got != time.Minute {
+		t.Errorf("max age after a failed Verify: %v; want 1m, unchanged", got)
+	}
+}
+
+// A stream changed by hand beyond the Config's fields (republish off,
+// direct reads on) is reported too.
+func TestVerifyStructure(t *testing.T) {
+	js := natstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg := Config{Memory: true}
+	if _, err := Ensure(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := cfg.StreamConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.RePublish = nil
+	sc.AllowDirect = true
+	if _, err := js.UpdateStream(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Verify(ctx, js, cfg)
+	var verr *VerifyError
+	if !errors.As(err, &verr) {
+		t.Fatalf("got %v; want a VerifyError", err)
+	}
+	want := []Difference{
+		{"OUTPUTS", "republish", "outputs.>->live.outputs.>", "none"},
+		{"OUTPUTS", "allow_direct", "false", "true"},
+	}
+	if !reflect.DeepEqual(verr.Differences, want) {
+		t.Errorf("differences:\n got %v\nwant %v", verr.Differences, want)
 	}
 }
