@@ -247,6 +247,37 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 }
 
+// TestIdempotencyKeyScopedToOutput: the same Idempotency-Key on output A,
+// then on output B, stores both frames, each under its own output; only a
+// retry on A answers A's seq as a duplicate.
+func TestIdempotencyKeyScopedToOutput(t *testing.T) {
+	e := newEnv(t, Config{})
+	p := pngBytes(t, 4, 4)
+	hdr := map[string]string{"Idempotency-Key": "K"}
+	before := e.count(t)
+	a := e.post(t, "out-a", "", "image/png", p, hdr)
+	e.checkFrames(t, a, "out-a", "", 1, frame.PNG, 4, 4)
+	b := e.post(t, "out-b", "", "image/png", p, hdr)
+	e.checkFrames(t, b, "out-b", "", 1, frame.PNG, 4, 4)
+	if b.ok.Frames[0].Duplicate || b.ok.Frames[0].Seq == a.ok.Frames[0].Seq {
+		t.Fatalf("output B answered %s; want a new frame, not output A's seq %d", b.raw, a.ok.Frames[0].Seq)
+	}
+	msg, err := e.st.GetMsg(context.Background(), b.ok.Frames[0].Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := msg.Subject, subject.Frames("out-b", ""); got != want {
+		t.Fatalf("output B's frame is on %q; want %q", got, want)
+	}
+	retry := e.post(t, "out-a", "", "image/png", p, hdr)
+	if retry.status != http.StatusOK || retry.ok.Frames[0].Seq != a.ok.Frames[0].Seq || !retry.ok.Frames[0].Duplicate {
+		t.Fatalf("retry on A: %d %s; want 200, a duplicate of seq %d", retry.status, retry.raw, a.ok.Frames[0].Seq)
+	}
+	if got := e.count(t) - before; got != 2 {
+		t.Fatalf("stream gained %d messages; want 2", got)
+	}
+}
+
 // TestBatchInSeveralRequests sends a batch of 8 as requests of 5, 2 and 1
 // frames (raw pixels, multipart, one image), each placed with batch_offset
 // and batch_total: the stream holds one batch of 8, indices 0..7, and the

@@ -126,8 +126,8 @@ func TestLargeFrameIdempotentRetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "key~201~2Fa/0"; first[0].Object != want {
-		t.Fatalf("object name %q; want %q (escaped key / batch index)", first[0].Object, want)
+	if want := "key~201~2Fa/o.~all/0"; first[0].Object != want {
+		t.Fatalf("object name %q; want %q (escaped key / output.client / batch index)", first[0].Object, want)
 	}
 	again, err := p.Encoded(ctx, eb)
 	if err != nil {

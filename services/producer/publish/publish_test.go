@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"image"
@@ -159,7 +160,7 @@ func TestBatchInParts(t *testing.T) {
 		if a.BatchIndex != i || a.Duplicate || m.BatchIndex != i || m.BatchSize != 5 {
 			t.Fatalf("frame %d: ack %+v, meta index %d of %d; want index %d of 5, not a duplicate", i, a, m.BatchIndex, m.BatchSize, i)
 		}
-		if got, want := msg.Header.Get(jetstream.MsgIDHeader), MsgID("job-1", i); got != want {
+		if got, want := msg.Header.Get(jetstream.MsgIDHeader), MsgID("o", "", "job-1", i); got != want {
 			t.Fatalf("frame %d: Nats-Msg-Id %q; want %q", i, got, want)
 		}
 	}
@@ -189,8 +190,8 @@ func TestIdempotentRetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := msg.Header.Get(jetstream.MsgIDHeader); got != "k1/1" {
-		t.Fatalf("Nats-Msg-Id %q; want k1/1", got)
+	if got, want := msg.Header.Get(jetstream.MsgIDHeader), "k1/o.~all/1"; got != want {
+		t.Fatalf("Nats-Msg-Id %q; want %q", got, want)
 	}
 	if info, _ := st.Info(context.Background()); info.State.Msgs != 2 {
 		t.Fatalf("stream has %d messages; want 2", info.State.Msgs)
@@ -218,5 +219,73 @@ func TestPartialErrorMessage(t *testing.T) {
 	want = "published 1 of 3 frames (batch_index 5..5, seq 9..9); frame 6 failed: broker unavailable; frames 7..7 were not sent"
 	if got := part.Error(); got != want {
 		t.Fatalf("part of a batch: got %q; want %q", got, want)
+	}
+}
+
+// TestKeyScopedToOutput: one idempotency key used by two outputs, and by
+// two clients of one output, stores every frame once under its own
+// subject; only a retry for the same output and client is a duplicate. A
+// large frame's object is scoped the same way.
+func TestKeyScopedToOutput(t *testing.T) {
+	tests := []struct {
+		name   string
+		opts   Options
+		object bool
+	}{
+		{"inline", Options{}, false},
+		{"large", Options{InlineLimit: 1 << 10}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			js, st := setup(t)
+			ctx := context.Background()
+			p := New(js, tt.opts)
+			targets := []struct{ oid, cid string }{{"a", ""}, {"b", ""}, {"a", "c1"}}
+			seqs := map[uint64]bool{}
+			objects := map[string]bool{}
+			for i, tg := range targets {
+				data := noisyPNG(t, 48, 48, uint64(10+i))
+				eb := EncodedBatch{OutputID: tg.oid, ClientID: tg.cid, IdempotencyKey: "K", Frames: []Frame{{Data: data}}}
+				acks, err := p.Encoded(ctx, eb)
+				if err != nil {
+					t.Fatalf("%s/%s: %v", tg.oid, tg.cid, err)
+				}
+				a := acks[0]
+				if a.Duplicate || seqs[a.Seq] {
+					t.Fatalf("%s/%s: ack %+v; want a new frame at a new seq", tg.oid, tg.cid, a)
+				}
+				seqs[a.Seq] = true
+				msg, err := st.GetMsg(ctx, a.Seq)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, want := msg.Subject, subject.Frames(tg.oid, tg.cid); got != want {
+					t.Fatalf("seq %d subject %q; want %q", a.Seq, got, want)
+				}
+				if got, want := msg.Header.Get(jetstream.MsgIDHeader), MsgID(tg.oid, tg.cid, "K", 0); got != want {
+					t.Fatalf("%s/%s: Nats-Msg-Id %q; want %q", tg.oid, tg.cid, got, want)
+				}
+				if tt.object {
+					if a.Object == "" || objects[a.Object] {
+						t.Fatalf("%s/%s: object %q; want a name of its own", tg.oid, tg.cid, a.Object)
+					}
+					objects[a.Object] = true
+					got, err := bucket(t, js).GetBytes(ctx, a.Object)
+					if err != nil || !bytes.Equal(got, data) {
+						t.Fatalf("%s/%s: object %q holds %d bytes, %v; want this frame's image", tg.oid, tg.cid, a.Object, len(got), err)
+					}
+				}
+				again, err := p.Encoded(ctx, eb)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if again[0].Seq != a.Seq || !again[0].Duplicate {
+					t.Fatalf("%s/%s retry: ack %+v; want a duplicate of seq %d", tg.oid, tg.cid, again[0], a.Seq)
+				}
+			}
+			if info, _ := st.Info(ctx); info.State.Msgs != uint64(len(targets)) {
+				t.Fatalf("stream has %d messages; want %d", info.State.Msgs, len(targets))
+			}
+		})
 	}
 }
