@@ -24,8 +24,17 @@ import (
 	"github.com/framecast/framecast/shared/wire"
 )
 
-// testNATS starts an embedded NATS server for one test.
+// testNATS starts an embedded NATS server for one test, with testStream
+// ensured on it.
 func testNATS(t testing.TB) *server.Server {
+	t.Helper()
+	ns := bareNATS(t)
+	ensureStream(t, ns, testStream)
+	return ns
+}
+
+// bareNATS starts an embedded NATS server for one test, without a stream.
+func bareNATS(t testing.TB) *server.Server {
 	t.Helper()
 	ns, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir()})
 	if err != nil {
@@ -33,6 +42,26 @@ func testNATS(t testing.TB) *server.Server {
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	return ns
+}
+
+// ensureStream creates or updates the stream c on ns, as the deployment's
+// ensure step does (the gateway only verifies it).
+func ensureStream(t testing.TB, ns *server.Server, c stream.Config) {
+	t.Helper()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := stream.Ensure(ctx, js, c); err != nil {
+		t.Fatalf("ensure stream: %v", err)
+	}
 }
 
 var testStream = stream.Config{Memory: true}
@@ -59,6 +88,7 @@ func testGateway(t testing.TB, ns *server.Server, edit func(*Config)) (*Server, 
 	if edit != nil {
 		edit(&cfg)
 	}
+	ensureStream(t, ns, cfg.Stream)
 	srv, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("new gateway: %v", err)

@@ -39,8 +39,12 @@ type Server struct {
 	draining    chan struct{} // closed when Drain starts
 	drainAt     atomic.Uint64 // the hub's tip when Drain started
 	drainOnce   sync.Once
-	stop        context.CancelFunc // ends the stream-ensuring loop
-	bg          sync.WaitGroup     // the stream-ensuring loop
+	stop        context.CancelFunc // ends the stream-verifying loop and the watchdog
+	bg          sync.WaitGroup     // the stream-verifying loop and the watchdog
+
+	// streamProblem is why the stream is not ready: the last failed
+	// verification, until one passes.
+	streamProblem atomic.Pointer[string]
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -48,8 +52,9 @@ type Server struct {
 }
 
 // New validates cfg, connects to NATS (retrying forever in the background,
-// so it starts even while NATS is down), ensures the stream once NATS is
-// reachable, and starts the hub.
+// so it starts even while NATS is down), verifies the stream once NATS is
+// reachable, and starts the hub. The gateway never creates or changes the
+// stream: it is not ready until the stream matches cfg.Stream.
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -125,7 +130,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	bgctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	s.bg.Add(2)
-	go s.ensureStream(bgctx)
+	go s.verifyStream(bgctx)
 	go s.watch(bgctx)
 	s.handler = s.routes()
 	return s, nil
@@ -136,23 +141,40 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 // lookup: they use the last one, and the live frames' sequences.
 const StreamLookup = 30 * time.Second
 
-// ensureStream applies the stream config, retrying until it succeeds or
-// ctx ends, then looks the stream up every StreamLookup.
-func (s *Server) ensureStream(ctx context.Context) {
+// verifyStream checks that the stream and its bucket exist with the
+// config's settings (stream.Verify), retrying until they do or ctx ends;
+// until then the gateway is not ready and /readyz says what is missing or
+// differs (field, want, have). An administrative identity applies the
+// settings (framecast stream ensure), never the gateway.
+//
+// Then it looks the stream up every StreamLookup. A later change of the
+// settings is logged at each lookup, but the gateway stays ready: an
+// ensure run with new settings ahead of the gateways' restart with the
+// same ones must not take every gateway out of service at once. A missing
+// stream makes /readyz fail at any time.
+func (s *Server) verifyStream(ctx context.Context) {
 	defer s.bg.Done()
 	wait := 200 * time.Millisecond
+	var last string
 	for {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := stream.Ensure(actx, s.js, s.cfg.Stream)
+		_, err := stream.Verify(actx, s.js, s.cfg.Stream)
 		if err == nil {
 			_, err = s.hub.Refresh(actx)
 		}
 		cancel()
 		if err == nil {
+			s.streamProblem.Store(nil)
 			s.streamReady.Store(true)
+			s.log.Info("stream verified", "stream", s.cfg.Stream.Name)
 			break
 		}
-		s.log.Warn("cannot ensure stream yet; retrying", "stream", s.cfg.Stream.Name, "err", err, "retry_in", wait)
+		problem := err.Error()
+		s.streamProblem.Store(&problem)
+		if problem != last {
+			s.log.Warn("stream not ready; verifying again until it is", "stream", s.cfg.Stream.Name, "err", err, "retry_in", wait)
+			last = problem
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -170,6 +192,13 @@ func (s *Server) ensureStream(ctx context.Context) {
 		}
 		if _, err := s.refreshStream(ctx); err != nil {
 			s.log.Warn("stream lookup failed", "err", err)
+			continue
+		}
+		vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := stream.Verify(vctx, s.js, s.cfg.Stream)
+		cancel()
+		if errors.Is(err, stream.ErrMismatch) {
+			s.log.Warn("stream settings changed since the gateway started; it keeps serving, restart it with the stream's settings", "stream", s.cfg.Stream.Name, "err", err)
 		}
 	}
 }
@@ -244,7 +273,10 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 	case !s.nc.IsConnected():
 		problem = "not connected to NATS"
 	case !s.streamReady.Load():
-		problem = "stream " + s.cfg.Stream.Name + " not ensured yet"
+		problem = "stream " + s.cfg.Stream.Name + " not verified yet"
+		if p := s.streamProblem.Load(); p != nil {
+			problem = "stream " + s.cfg.Stream.Name + " not ready: " + *p
+		}
 	default:
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()

@@ -42,13 +42,18 @@ type Fabric struct {
 func Start(t testing.TB, edit func(*gateway.Config)) *Fabric {
 	t.Helper()
 	js := natstest.Start(t)
-	sc := stream.Config{Memory: true}
 	cfg := gateway.Config{
-		NATSURL: js.Conn().ConnectedUrl(), Stream: sc, ID: "gw-test", AllowAnonymous: true,
+		NATSURL: js.Conn().ConnectedUrl(), Stream: stream.Config{Memory: true}, ID: "gw-test", AllowAnonymous: true,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	if edit != nil {
 		edit(&cfg)
+	}
+	// The deployment's ensure step: the gateway only verifies the stream.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := stream.Ensure(ctx, js, cfg.Stream); err != nil {
+		t.Fatalf("ensure stream: %v", err)
 	}
 	srv, err := gateway.New(context.Background(), cfg)
 	if err != nil {
@@ -60,11 +65,6 @@ func Start(t testing.TB, edit func(*gateway.Config)) *Fabric {
 		hs.Close()
 		_ = srv.Close()
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := stream.Ensure(ctx, js, sc); err != nil {
-		t.Fatalf("ensure stream: %v", err)
-	}
 	waitReady(ctx, t, hs.URL)
 	return &Fabric{URL: hs.URL, t: t, js: js}
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/framecast/framecast/shared/frame"
 )
 
 // Sentinel errors; every error a Publisher returns wraps one of them (or
@@ -44,7 +46,16 @@ type PartialError struct {
 
 func (e *PartialError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "published %d of %d frames", len(e.Published), e.Total)
+	full := 0
+	for _, a := range e.Published {
+		if a.Rendition == frame.Full {
+			full++
+		}
+	}
+	fmt.Fprintf(&b, "published %d of %d frames", full, e.Total)
+	if n := len(e.Published) - full; n > 0 {
+		fmt.Fprintf(&b, " and %d previews", n)
+	}
 	if n := len(e.Published); n > 0 {
 		fmt.Fprintf(&b, " (batch_index %d..%d, seq %d..%d)", e.Published[0].BatchIndex, e.Published[n-1].BatchIndex, e.Published[0].Seq, e.Published[n-1].Seq)
 	}

@@ -7,12 +7,9 @@
 //
 // A batch is published frame by frame. If publishing stops part way, the
 // error is a *PartialError that says exactly which frames were stored. With
-// an idempotency key every frame carries Nats-Msg-Id
-// "<key>/<output token>.<client token>/<batch_index>" (MsgID), so a retry
-// within the stream's duplicate window stores nothing twice and gets back
-// the sequences of the first attempt. The key is scoped to the output and
-// the client: another output or client may use the same key at the same
-// time and its frames are stored as its own.
+// an idempotency key every frame carries Nats-Msg-Id "<key>/<batch_index>",
+// so a retry within the stream's duplicate window stores nothing twice and
+// gets back the sequences of the first attempt.
 //
 // An image larger than the inline limit (Options.InlineLimit, 1 MiB by
 // default) does not travel in its stream message: it is stored in the
@@ -20,8 +17,8 @@
 // carries only a reference (frame.HeaderObject, frame.HeaderObjectSize)
 // with an empty body. Gateways resolve the reference, so subscribers see
 // the same frame either way. With an idempotency key the object is named
-// "<escaped key>/<output token>.<client token>/<batch_index>" and a retry
-// reuses an identical stored object instead of storing it again.
+// "<escaped key>/<batch_index>" and a retry reuses an identical stored
+// object instead of storing it again.
 //
 // Publisher.Event publishes one ComfyUI execution event, a small JSON
 // object {"event": "<name>", "data": {...}}, to subject.Events(client_id)
@@ -151,6 +148,11 @@ type Batch struct {
 	// BatchTotal. Both zero (the default) means the images are the whole
 	// batch.
 	BatchOffset, BatchTotal int
+	// Previews, when not zero, asks for a preview of every image: shrunk
+	// (Shrink) so that its longest side is at most Previews pixels
+	// (MinPreview..MaxPreview), encoded as WEBP at PreviewQuality, and
+	// published on the same subject just before its full frame.
+	Previews int
 }
 
 // Frame is one encoded image.
@@ -166,6 +168,10 @@ type EncodedBatch struct {
 	Frames                  []Frame
 	IdempotencyKey          string // as Batch.IdempotencyKey
 	BatchOffset, BatchTotal int    // as in Batch
+	// Previews is empty, or holds the preview of each frame (see
+	// Batch.Previews and the function Previews): Previews[i] is published
+	// just before Frames[i], with the same batch index.
+	Previews []Frame
 }
 
 // Ack is the outcome of one published frame.
@@ -175,6 +181,8 @@ type Ack struct {
 	Format        frame.Format
 	Width, Height int
 	Bytes         int // size of the encoded image
+	// Rendition is frame.Preview for a preview, frame.Full otherwise.
+	Rendition frame.Rendition
 	// Object is the name the image was stored under in the large-frame
 	// bucket, or "" when it travelled inline.
 	Object string
@@ -209,6 +217,9 @@ func Encode(ctx context.Context, b Batch) (EncodedBatch, error) {
 	if _, err := checkPart(b.BatchOffset, b.BatchTotal, max(len(b.Images), len(b.Pixels))); err != nil {
 		return EncodedBatch{}, err
 	}
+	if err := checkPreview(b.Previews); err != nil {
+		return EncodedBatch{}, err
+	}
 	imgs := b.Images
 	switch {
 	case len(b.Images) > 0 && len(b.Pixels) > 0:
@@ -239,6 +250,14 @@ func Encode(ctx context.Context, b Batch) (EncodedBatch, error) {
 		r := m.Bounds()
 		eb.Frames[i] = Frame{Data: data[i], Format: b.Format, Width: r.Dx(), Height: r.Dy()}
 	}
+	if b.Previews > 0 {
+		if eb.Previews, err = previewsOf(ctx, imgs, b.Previews); err != nil {
+			if ctx.Err() != nil {
+				return EncodedBatch{}, err
+			}
+			return EncodedBatch{}, fmt.Errorf("%w: preview: %w", ErrInvalid, err)
+		}
+	}
 	return eb, nil
 }
 
@@ -262,6 +281,9 @@ func (p *Publisher) Encoded(ctx context.Context, eb EncodedBatch) ([]Ack, error)
 	if err != nil {
 		return nil, err
 	}
+	if n := len(eb.Previews); n != 0 && n != len(eb.Frames) {
+		return nil, fmt.Errorf("%w: %d previews for %d frames; allowed: none, or one per frame", ErrInvalid, n, len(eb.Frames))
+	}
 	nc := p.js.Conn()
 	payload := p.opts.MaxPayload
 	if payload == 0 {
@@ -270,70 +292,104 @@ func (p *Publisher) Encoded(ctx context.Context, eb EncodedBatch) ([]Ack, error)
 	inline := p.inlineLimit(payload)
 	subj := subject.Frames(eb.OutputID, eb.ClientID)
 	now := time.Now().UnixMilli()
-	msgs := make([]*nats.Msg, len(eb.Frames))
-	for i := range eb.Frames {
-		f := &eb.Frames[i]
+	items := sequence(eb)
+	msgs := make([]*nats.Msg, len(items))
+	for k, it := range items {
+		f, i := it.f, it.i
+		what := fmt.Sprintf("frame %d", i)
+		if it.rendition == frame.Preview {
+			what = fmt.Sprintf("the preview of frame %d", i)
+		}
 		if size := int64(len(f.Data)); size > p.opts.MaxFrame {
-			return nil, fmt.Errorf("%w: frame %d is %d bytes; the largest frame is %d bytes", ErrFrameTooLarge, i, size, p.opts.MaxFrame)
+			return nil, fmt.Errorf("%w: %s is %d bytes; the largest frame is %d bytes", ErrFrameTooLarge, what, size, p.opts.MaxFrame)
 		}
 		if f.Format == 0 || f.Width == 0 || f.Height == 0 {
 			in, err := encode.Probe(f.Data)
 			if err != nil {
-				return nil, fmt.Errorf("%w: frame %d: %w", ErrInvalid, i, err)
+				return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, what, err)
 			}
 			f.Format, f.Width, f.Height = in.Format, in.Width, in.Height
 		}
 		meta := frame.Meta{
 			OutputID: eb.OutputID, ClientID: eb.ClientID, Format: f.Format,
-			Width: f.Width, Height: f.Height,
+			Width: f.Width, Height: f.Height, Rendition: it.rendition,
 			BatchIndex: offset + i, BatchSize: total, Timestamp: now,
 		}
 		if err := meta.Validate(); err != nil {
-			return nil, fmt.Errorf("%w: frame %d: %w", ErrInvalid, i, err)
+			return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, what, err)
 		}
 		m := &nats.Msg{Subject: subj, Header: nats.Header{}, Data: f.Data}
 		meta.Header(m.Header)
 		if eb.IdempotencyKey != "" {
-			m.Header.Set(jetstream.MsgIDHeader, MsgID(eb.OutputID, eb.ClientID, eb.IdempotencyKey, offset+i))
+			m.Header.Set(jetstream.MsgIDHeader, it.suffix(MsgID(eb.IdempotencyKey, offset+i)))
 		}
 		size := int64(len(f.Data) + headerSize(m.Header))
 		if inline >= 0 && (int64(len(f.Data)) > inline || (payload > 0 && size > payload)) {
-			meta.Object, meta.ObjectSize = objectName(eb.OutputID, eb.ClientID, eb.IdempotencyKey, offset+i), int64(len(f.Data))
+			meta.Object, meta.ObjectSize = it.suffix(objectName(eb.IdempotencyKey, offset+i)), int64(len(f.Data))
 			meta.Header(m.Header)
 			m.Data = nil
 		} else if payload > 0 && size > payload {
-			return nil, fmt.Errorf("%w: frame %d is %d bytes with headers; the broker accepts at most %d bytes per message",
-				ErrFrameTooLarge, i, size, payload)
+			return nil, fmt.Errorf("%w: %s is %d bytes with headers; the broker accepts at most %d bytes per message",
+				ErrFrameTooLarge, what, size, payload)
 		}
-		msgs[i] = m
+		msgs[k] = m
 	}
 	if !nc.IsConnected() {
 		return nil, &PartialError{Failed: offset, Offset: offset, Total: len(msgs), Err: fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, nc.Status())}
 	}
 	acks := make([]Ack, 0, len(msgs))
-	for i, m := range msgs {
-		f := eb.Frames[i]
+	for k, m := range msgs {
+		f, i := *items[k].f, items[k].i
 		pctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 		var name string
 		if m.Header.Get(frame.HeaderObject) != "" {
 			var err error
 			if name, err = p.store(pctx, m, f, eb.IdempotencyKey != ""); err != nil {
 				cancel()
-				return nil, &PartialError{Published: acks, Failed: offset + i, Offset: offset, Total: len(msgs), Err: storeError(ctx, err, p.opts.Bucket)}
+				return nil, &PartialError{Published: acks, Failed: offset + i, Offset: offset, Total: len(eb.Frames), Err: storeError(ctx, err, p.opts.Bucket)}
 			}
 		}
 		pa, err := p.js.PublishMsg(pctx, m, jetstream.WithRetryAttempts(0))
 		cancel()
 		if err != nil {
 			err, uncertain := classify(ctx, err)
-			return nil, &PartialError{Published: acks, Failed: offset + i, Offset: offset, Total: len(msgs), Uncertain: uncertain, Err: err}
+			return nil, &PartialError{Published: acks, Failed: offset + i, Offset: offset, Total: len(eb.Frames), Uncertain: uncertain, Err: err}
 		}
 		acks = append(acks, Ack{
-			Seq: pa.Sequence, BatchIndex: offset + i, Format: f.Format,
+			Seq: pa.Sequence, BatchIndex: offset + i, Format: f.Format, Rendition: items[k].rendition,
 			Width: f.Width, Height: f.Height, Bytes: len(f.Data), Object: name, Duplicate: pa.Duplicate,
 		})
 	}
 	return acks, nil
+}
+
+// item is one message of a publish: a frame or its preview.
+type item struct {
+	f         *Frame
+	i         int // index in the publish
+	rendition frame.Rendition
+}
+
+// sequence lists the messages of eb in publish order: each frame's
+// preview, if any, just before the frame.
+func sequence(eb EncodedBatch) []item {
+	items := make([]item, 0, len(eb.Frames)+len(eb.Previews))
+	for i := range eb.Frames {
+		if len(eb.Previews) > 0 {
+			items = append(items, item{&eb.Previews[i], i, frame.Preview})
+		}
+		items = append(items, item{&eb.Frames[i], i, frame.Full})
+	}
+	return items
+}
+
+// suffix makes a frame's message id or object name that of its preview:
+// "<id>/preview".
+func (it item) suffix(name string) string {
+	if it.rendition == frame.Preview {
+		return name + "/preview"
+	}
+	return name
 }
 
 // inlineLimit is the largest image to send inline, or -1 for no limit.
@@ -349,14 +405,13 @@ func (p *Publisher) inlineLimit(payload int64) int64 {
 	return DefaultInlineLimit
 }
 
-// objectName names frame i's object: derived from the idempotency key and
-// the frame's output and client, so a retry finds what an earlier attempt
-// stored, or unique.
-func objectName(oid, cid, key string, i int) string {
+// objectName names frame i's object: derived from the idempotency key, so a
+// retry finds what an earlier attempt stored, or unique.
+func objectName(key string, i int) string {
 	if key == "" {
 		return nuid.Next()
 	}
-	return subject.Escape(key) + "/" + scope(oid, cid) + "/" + strconv.Itoa(i)
+	return subject.Escape(key) + "/" + strconv.Itoa(i)
 }
 
 // store puts f's image into the bucket under the name in m's reference
@@ -450,19 +505,8 @@ func classify(ctx context.Context, err error) (error, bool) {
 	return fmt.Errorf("%w: %v", ErrUnavailable, err), true
 }
 
-// MsgID is the Nats-Msg-Id of frame i of a batch of output oid for client
-// cid published with key: "<key>/<output token>.<client token>/<i>". The
-// key is scoped to the output and the client, so the same key used by two
-// outputs (or two clients) names different frames. Read from the right the
-// id is unambiguous: tokens hold no '/', and an event's id (EventMsgID)
-// ends in a token that is never digits.
-func MsgID(oid, cid, key string, i int) string {
-	return key + "/" + scope(oid, cid) + "/" + strconv.Itoa(i)
-}
-
-// scope is the part of an idempotent id that names the output and the
-// client: their subject tokens, which hold neither '/' nor '.'.
-func scope(oid, cid string) string { return subject.Escape(oid) + "." + subject.ClientToken(cid) }
+// MsgID is the Nats-Msg-Id of frame i of a batch published with key.
+func MsgID(key string, i int) string { return key + "/" + strconv.Itoa(i) }
 
 // ValidateKey checks an idempotency key: 1..128 bytes of printable ASCII.
 func ValidateKey(key string) error { return checkKey(ErrInvalid, key) }
