@@ -7,9 +7,12 @@
 //
 // A batch is published frame by frame. If publishing stops part way, the
 // error is a *PartialError that says exactly which frames were stored. With
-// an idempotency key every frame carries Nats-Msg-Id "<key>/<batch_index>",
-// so a retry within the stream's duplicate window stores nothing twice and
-// gets back the sequences of the first attempt.
+// an idempotency key every frame carries Nats-Msg-Id
+// "<key>/<output token>.<client token>/<batch_index>" (MsgID), so a retry
+// within the stream's duplicate window stores nothing twice and gets back
+// the sequences of the first attempt. The key is scoped to the output and
+// the client: another output or client may use the same key at the same
+// time and its frames are stored as its own.
 //
 // An image larger than the inline limit (Options.InlineLimit, 1 MiB by
 // default) does not travel in its stream message: it is stored in the
@@ -17,8 +20,8 @@
 // carries only a reference (frame.HeaderObject, frame.HeaderObjectSize)
 // with an empty body. Gateways resolve the reference, so subscribers see
 // the same frame either way. With an idempotency key the object is named
-// "<escaped key>/<batch_index>" and a retry reuses an identical stored
-// object instead of storing it again.
+// "<escaped key>/<output token>.<client token>/<batch_index>" and a retry
+// reuses an identical stored object instead of storing it again.
 //
 // Publisher.Event publishes one ComfyUI execution event, a small JSON
 // object {"event": "<name>", "data": {...}}, to subject.Events(client_id)
@@ -321,11 +324,11 @@ func (p *Publisher) Encoded(ctx context.Context, eb EncodedBatch) ([]Ack, error)
 		m := &nats.Msg{Subject: subj, Header: nats.Header{}, Data: f.Data}
 		meta.Header(m.Header)
 		if eb.IdempotencyKey != "" {
-			m.Header.Set(jetstream.MsgIDHeader, it.suffix(MsgID(eb.IdempotencyKey, offset+i)))
+			m.Header.Set(jetstream.MsgIDHeader, it.suffix(MsgID(eb.OutputID, eb.ClientID, eb.IdempotencyKey, offset+i)))
 		}
 		size := int64(len(f.Data) + headerSize(m.Header))
 		if inline >= 0 && (int64(len(f.Data)) > inline || (payload > 0 && size > payload)) {
-			meta.Object, meta.ObjectSize = it.suffix(objectName(eb.IdempotencyKey, offset+i)), int64(len(f.Data))
+			meta.Object, meta.ObjectSize = it.suffix(objectName(eb.OutputID, eb.ClientID, eb.IdempotencyKey, offset+i)), int64(len(f.Data))
 			meta.Header(m.Header)
 			m.Data = nil
 		} else if payload > 0 && size > payload {
@@ -405,13 +408,14 @@ func (p *Publisher) inlineLimit(payload int64) int64 {
 	return DefaultInlineLimit
 }
 
-// objectName names frame i's object: derived from the idempotency key, so a
-// retry finds what an earlier attempt stored, or unique.
-func objectName(key string, i int) string {
+// objectName names frame i's object: derived from the idempotency key and
+// the frame's output and client, so a retry finds what an earlier attempt
+// stored, or unique.
+func objectName(oid, cid, key string, i int) string {
 	if key == "" {
 		return nuid.Next()
 	}
-	return subject.Escape(key) + "/" + strconv.Itoa(i)
+	return subject.Escape(key) + "/" + scope(oid, cid) + "/" + strconv.Itoa(i)
 }
 
 // store puts f's image into the bucket under the name in m's reference
@@ -505,8 +509,19 @@ func classify(ctx context.Context, err error) (error, bool) {
 	return fmt.Errorf("%w: %v", ErrUnavailable, err), true
 }
 
-// MsgID is the Nats-Msg-Id of frame i of a batch published with key.
-func MsgID(key string, i int) string { return key + "/" + strconv.Itoa(i) }
+// MsgID is the Nats-Msg-Id of frame i of a batch of output oid for client
+// cid published with key: "<key>/<output token>.<client token>/<i>". The
+// key is scoped to the output and the client, so the same key used by two
+// outputs (or two clients) names different frames. Read from the right the
+// id is unambiguous: tokens hold no '/', and an event's id (EventMsgID)
+// ends in a token that is never digits.
+func MsgID(oid, cid, key string, i int) string {
+	return key + "/" + scope(oid, cid) + "/" + strconv.Itoa(i)
+}
+
+// scope is the part of an idempotent id that names the output and the
+// client: their subject tokens, which hold neither '/' nor '.'.
+func scope(oid, cid string) string { return subject.Escape(oid) + "." + subject.ClientToken(cid) }
 
 // ValidateKey checks an idempotency key: 1..128 bytes of printable ASCII.
 func ValidateKey(key string) error { return checkKey(ErrInvalid, key) }
