@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"image"
 	"image/draw"
-	"image/jpeg"
 	"image/png"
 	"runtime"
 	"sync"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/HugoSmits86/nativewebp"
 	"github.com/framecast/framecast/shared/frame"
-	"github.com/gen2brain/webp"
 )
 
 // Side limits of the formats' headers.
@@ -25,6 +23,10 @@ const (
 
 // webpMethod is libwebp's speed/size trade-off, 4 as PIL's default.
 const webpMethod = 4
+
+// encodeJPEG and encodeWEBP are the lossy encoders chosen at build time:
+// encoders_go.go (pure Go, the default) or encoders_turbo.go (cgo, -tags
+// turbo). Both write the whole image to buf and only then return.
 
 // pngEncoder reuses its compression buffers across calls; png.Encoder is
 // safe for concurrent use with a concurrency-safe BufferPool.
@@ -77,7 +79,7 @@ func encode(img image.Image, f frame.Format, quality int) ([]byte, error) {
 		if w > maxSideJPEG || h > maxSideJPEG {
 			return nil, fmt.Errorf("%w: %dx%d is over JPEG's limit of %d per side", ErrTooLarge, w, h, maxSideJPEG)
 		}
-		if err := jpeg.Encode(&buf, forJPEG(img), &jpeg.Options{Quality: quality}); err != nil {
+		if err := encodeJPEG(&buf, img, quality); err != nil {
 			return nil, fmt.Errorf("encode jpeg: %w", err)
 		}
 	case frame.PNG:
@@ -101,8 +103,7 @@ func encode(img image.Image, f frame.Format, quality int) ([]byte, error) {
 			}
 			break
 		}
-		err := webp.Encode(&buf, forWEBP(img), webp.Options{Quality: quality, Method: webpMethod})
-		if err != nil {
+		if err := encodeWEBP(&buf, img, quality); err != nil {
 			return nil, fmt.Errorf("encode webp: %w", err)
 		}
 	}
@@ -120,18 +121,8 @@ func checkRIFF(b []byte) error {
 	return nil
 }
 
-// forJPEG returns img in a type image/jpeg converts fast. An NRGBA image
-// is read as RGBA over the same bytes: image/jpeg reads only R, G and B
-// there, so alpha is dropped rather than premultiplied into the colour.
-func forJPEG(img image.Image) image.Image {
-	if m, ok := img.(*image.NRGBA); ok {
-		return &image.RGBA{Pix: m.Pix, Stride: m.Stride, Rect: m.Rect}
-	}
-	return img
-}
-
-// forWEBP returns img as gen2brain/webp needs it. It hands the Pix of an
-// *image.RGBA or *image.NRGBA to libwebp as-is, as straight (not
+// forWEBP returns img as nativewebp and gen2brain/webp need it. They read
+// the Pix of an *image.RGBA or *image.NRGBA as-is, as straight (not
 // premultiplied) RGBA with a stride of 4*width, so anything else — a
 // sub-image, or translucent premultiplied RGBA — is copied to a tight NRGBA.
 func forWEBP(img image.Image) image.Image {
