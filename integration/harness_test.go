@@ -38,6 +38,9 @@ type publisher struct {
 	statuses map[int]int // HTTP status -> count, over every attempt
 	errs     int         // attempts that got no HTTP answer
 	epoch    string      // the stream epoch acknowledged frames are stored in; "" untracked
+	// answered, when set, is called after every attempt that got an HTTP
+	// answer, with the time its request was sent.
+	answered func(sent time.Time, resp *http.Response)
 }
 
 func newPublisher(url string, l *ledger.Ledger) *publisher {
@@ -91,6 +94,7 @@ func (p *publisher) attempt(ctx context.Context, u, key string, body []byte) (se
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set("Idempotency-Key", key)
+	sent := time.Now()
 	resp, err := p.http.Do(req)
 	if err != nil {
 		p.mu.Lock()
@@ -99,6 +103,9 @@ func (p *publisher) attempt(ctx context.Context, u, key string, body []byte) (se
 		return 0, 0, err
 	}
 	defer resp.Body.Close()
+	if p.answered != nil {
+		p.answered(sent, resp)
+	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	p.mu.Lock()
 	p.statuses[resp.StatusCode]++

@@ -36,6 +36,10 @@ type NATSNode struct {
 	Name        string
 	Port        int
 	ClusterPort int
+	// LeafPort and MonitorPort are the leaf node listener and the HTTP
+	// monitoring port of a hub server (StartHub); 0 otherwise.
+	LeafPort    int
+	MonitorPort int
 	StoreDir    string
 	Config      string // path of the server's config file
 
