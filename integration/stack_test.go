@@ -19,7 +19,7 @@ type stackOptions struct {
 	gateway     []string  // extra gateway flags
 	producer    []string  // extra producer flags
 	natsAuth    string    // NATS authorization block
-	natsAdmin   [2]string // the test's NATS user and password with natsAuth
+	natsAdmin   [2]string // the test's NATS user and password with natsAuth; it ensures the stream
 	natsEnv     []string  // added to the NATS servers' environment
 	// producerUser and gatewayUser, when set, are the services' NATS user
 	// and password.
@@ -78,6 +78,9 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	if o.pinNodes {
 		o.producerURL = s.nats.Nodes[0].URL()
 	}
+	// The deployment's ensure step, as the test's NATS user (natsAdmin):
+	// the services only verify the stream.
+	s.nats.EnsureStream(streamFlags)
 	s.producer = env.StartProducer("producer", o.producerURL, append(streamFlags, o.producer...)...)
 	for i := range o.gateways {
 		url := o.gatewayURL

@@ -117,7 +117,9 @@ func TestViewer(t *testing.T) {
 	t.Cleanup(ns.Shutdown)
 	natsURL := ns.ClientURL()
 
-	prod, err := producer.New(ctx, producer.Config{NATSURL: natsURL, Logger: logger})
+	// The producer applies the stream on this server of the test's own;
+	// the gateways verify it.
+	prod, err := producer.New(ctx, producer.Config{NATSURL: natsURL, EnsureStream: true, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

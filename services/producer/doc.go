@@ -8,14 +8,15 @@
 // New connects to NATS and keeps reconnecting forever; the service starts
 // and answers even while NATS is down (publishes then get 503 with
 // Retry-After, /readyz reports 503) and recovers by itself when NATS
-// returns, ensuring the OUTPUTS stream after every (re)connect.
+// returns, verifying the OUTPUTS stream after every (re)connect (with
+// Config.EnsureStream, creating or updating it instead).
 //
 // Routes of Server.Handler:
 //
 //	POST /v1/outputs/{output_id}/images   publish a batch (see docs/producer.md)
 //	POST /v1/events                        publish a ComfyUI execution event
 //	GET  /healthz                          200 while the process runs
-//	GET  /readyz                           200 when NATS is connected and the stream ensured
+//	GET  /readyz                           200 when NATS is connected and the stream verified
 //	GET  /metrics                          Prometheus metrics, framecast_producer_*
 //
 // The output_id path segment is read from the escaped path and unescaped

@@ -48,13 +48,25 @@ func newEnv(t testing.TB, cfg Config) *env {
 	return newEnvOn(t, startNATS(t, t.TempDir(), 0), cfg)
 }
 
-// newEnvOn starts a producer on the running NATS server ns.
+// newEnvOn ensures cfg.Stream on the running NATS server ns, as a
+// deployment's ensure step does, and starts a producer on it.
 func newEnvOn(t testing.TB, ns *server.Server, cfg Config) *env {
 	t.Helper()
 	e := &env{ns: ns}
 	cfg.NATSURL = e.ns.ClientURL()
 	if cfg.ReconnectWait == 0 {
 		cfg.ReconnectWait = 50 * time.Millisecond
+	}
+	nc, err := nats.Connect(e.ns.ClientURL())
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	if e.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	if e.st, err = stream.Ensure(context.Background(), e.js, cfg.Stream); err != nil {
+		t.Fatalf("ensure stream: %v", err)
 	}
 	srv, err := New(context.Background(), cfg)
 	if err != nil {
@@ -69,18 +81,6 @@ func newEnvOn(t testing.TB, ns *server.Server, cfg Config) *env {
 	e.http = httptest.NewServer(srv.Handler())
 	t.Cleanup(e.http.Close)
 	waitReady(t, e.http.URL, true)
-
-	nc, err := nats.Connect(e.ns.ClientURL())
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	if e.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
-	if e.st, err = e.js.Stream(context.Background(), stream.DefaultName); err != nil {
-		t.Fatalf("stream: %v", err)
-	}
 	return e
 }
 

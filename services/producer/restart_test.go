@@ -29,9 +29,12 @@ func freePort(t *testing.T) int {
 // TestBrokerOutage starts the producer before NATS, then stops and
 // restarts NATS on the same port and store: while NATS is away publishes
 // get 503 with Retry-After, and afterwards they work again by themselves.
+// The producer ensures the stream itself (EnsureStream), as with its
+// embedded server.
 func TestBrokerOutage(t *testing.T) {
 	port, dir := freePort(t), t.TempDir()
 	srv, err := New(context.Background(), Config{
+		EnsureStream:  true,
 		NATSURL:       "nats://127.0.0.1:" + strconv.Itoa(port),
 		ReconnectWait: 50 * time.Millisecond,
 		RetryAfter:    3 * time.Second,

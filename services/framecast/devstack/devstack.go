@@ -121,8 +121,10 @@ func (st *Stack) start(ctx context.Context, cfg Config, natsPort int) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The stack owns its NATS server, so its producer applies the stream
+	// (the administrative step of a deployment); the gateway verifies it.
 	st.producer, err = producer.New(ctx, producer.Config{
-		NATSURL: st.nats.ClientURL(), Stream: cfg.Stream, Registry: reg,
+		NATSURL: st.nats.ClientURL(), Stream: cfg.Stream, EnsureStream: true, Registry: reg,
 		Logger: cfg.Logger.With("service", "producer"),
 	})
 	if err != nil {
@@ -154,7 +156,8 @@ func (st *Stack) start(ctx context.Context, cfg Config, natsPort int) error {
 const readyTimeout = 30 * time.Second
 
 // waitReady waits until the producer and the gateway report ready (NATS
-// connected, stream ensured), so the first request after Start succeeds.
+// connected, stream ensured by the producer and verified by the gateway),
+// so the first request after Start succeeds.
 func (st *Stack) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
