@@ -114,51 +114,6 @@ func TestOversizedClientMessage(t *testing.T) {
 	}
 }
 
-func TestBadQuery(t *testing.T) {
-	ns := testNATS(t)
-	_, hs := testGateway(t, ns, nil)
-	tests := []struct {
-		name, path, want string
-	}{
-		{"no output_id", "/v1/ws", "output_id is empty"},
-		{"long output_id", "/v1/ws?output_id=" + strings.Repeat("x", 25), "greater than 24 bytes"},
-		{"non-ascii output_id", "/v1/ws?output_id=%C3%A9", "not ASCII encodable"},
-		{"control char client_id", "/v1/ws?output_id=o&client_id=a%01", "control character"},
-		{"long client_id", "/v1/ws?output_id=o&client_id=" + strings.Repeat("c", 129), "greater than 128 bytes"},
-		{"since not a number", "/v1/ws?output_id=o&since=abc", "since \"abc\" is not a stream sequence"},
-		{"negative since", "/v1/ws?output_id=o&since=-1", "not a stream sequence"},
-		{"since and last", "/v1/ws?output_id=o&since=1&last=2", "exclusive"},
-		{"epoch without since", "/v1/ws?output_id=o&epoch=123", "epoch goes with since"},
-		{"epoch with last", "/v1/ws?output_id=o&last=2&epoch=123", "epoch goes with since"},
-		{"epoch not a number", "/v1/ws?output_id=o&since=1&epoch=abc", "epoch \"abc\" is not a stream epoch"},
-		{"epoch too long", "/v1/ws?output_id=o&since=1&epoch=" + strings.Repeat("1", 21), "is not a stream epoch"},
-		{"empty epoch", "/v1/ws?output_id=o&since=1&epoch=", "is not a stream epoch"},
-		{"comfy epoch without since", "/comfyui-deploy/ws?epoch=123", "epoch goes with since"},
-		{"last zero", "/v1/ws?output_id=o&last=0", "out of range"},
-		{"last too big", "/v1/ws?output_id=o&last=10001", "out of range"},
-		{"last not a number", "/v1/ws?output_id=o&last=x", "out of range"},
-		{"comfy bad clientId", "/comfyui-deploy/ws?clientId=%FF", "not ASCII encodable"},
-		{"comfy bad since", "/comfyui-deploy/ws?since=1.5", "not a stream sequence"},
-		{"comfy last", "/comfyui-deploy/ws?last=3", "not supported"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var body errorBody
-			_, resp, _ := websocket.Dial(context.Background(), wsURL(hs.URL, tt.path), nil)
-			if resp == nil {
-				t.Fatal("no response")
-			}
-			if resp.StatusCode != 400 {
-				t.Fatalf("status: got %d; want 400", resp.StatusCode)
-			}
-			code := getJSON(t, hs.URL+tt.path, &body) // same handler over plain GET
-			if code != 400 || body.Error.Code != "bad_request" || !strings.Contains(body.Error.Message, tt.want) {
-				t.Fatalf("got %d %+v; want 400 bad_request with %q", code, body.Error, tt.want)
-			}
-		})
-	}
-}
-
 // TestComfyTokenParam: with --comfy-token-param set, the ComfyDeploy
 // endpoint reads its JWT from that parameter and leaves the app's own
 // token= alone.

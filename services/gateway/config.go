@@ -24,6 +24,28 @@ const (
 	DefaultWriteTimeout = 10 * time.Second
 	DefaultPingInterval = 20 * time.Second
 	DefaultHubBuffer    = hub.DefaultBuffer
+	// DefaultMaxConns bounds the websocket connections of one gateway:
+	// about 700 MiB of idle connections (some 14 KiB each), well under
+	// the file descriptors a container gets.
+	DefaultMaxConns = 50000
+	// DefaultMaxConnsPerSub bounds the connections of one token subject
+	// (one client id) on one gateway: enough for a client watching many
+	// outputs from several tabs.
+	DefaultMaxConnsPerSub = 64
+	// DefaultHTTPReadTimeout bounds reading a request's headers (and body,
+	// which the gateway's requests have none of); it ends at the upgrade.
+	DefaultHTTPReadTimeout = 10 * time.Second
+	// DefaultHTTPIdleTimeout closes a keep-alive HTTP connection (a
+	// prober's, a scraper's) idle this long; websockets are not HTTP
+	// connections once upgraded, and are not affected.
+	DefaultHTTPIdleTimeout = 2 * time.Minute
+	// HTTPWriteTimeout bounds writing one HTTP response (an error, the
+	// metrics); it ends at the upgrade.
+	HTTPWriteTimeout = 30 * time.Second
+	// MaxHeaderBytes bounds a request's line and headers (a token in the
+	// URL or the Authorization header included); over it net/http answers
+	// 431 before the gateway sees the request.
+	MaxHeaderBytes = 32 << 10
 	// NativeReadLimit bounds one client message on the native endpoint,
 	// whose clients need send none; over it the connection closes with
 	// 1009.
@@ -80,6 +102,39 @@ type Config struct {
 	WriteTimeout time.Duration
 	// PingInterval is the keepalive period; default DefaultPingInterval.
 	PingInterval time.Duration
+	// MaxConns bounds the websocket connections of this gateway; default
+	// DefaultMaxConns, negative for no bound. Over it an upgrade gets 503
+	// gateway_full.
+	MaxConns int
+	// MaxConnsPerIP bounds the connections of one client address; default
+	// (0) or negative: no bound. Behind a proxy, set TrustedProxies too,
+	// or every client shares the proxy's address. Over it an upgrade gets
+	// 429 ip_connection_limit.
+	MaxConnsPerIP int
+	// MaxConnsPerSub bounds the connections of one token subject (tokens
+	// without sub are not counted); default DefaultMaxConnsPerSub,
+	// negative for no bound. Over it an upgrade gets 429
+	// sub_connection_limit.
+	MaxConnsPerSub int
+	// MaxResumesPerIP bounds the connections of one client address that
+	// resume (since, last) and have not caught up yet; default (0) or
+	// negative: no bound. Over it an upgrade gets 429 ip_resume_limit.
+	MaxResumesPerIP int
+	// TrustedProxies are addresses and CIDR ranges of reverse proxies
+	// (e.g. "10.0.0.0/8"). A request from one of them counts for the
+	// rightmost address of X-Forwarded-For that is not one of them. Empty:
+	// X-Forwarded-For is ignored, and the peer's address counts.
+	TrustedProxies []string
+	// HTTPReadTimeout bounds reading a request's headers, as
+	// http.Server.ReadHeaderTimeout and ReadTimeout; default
+	// DefaultHTTPReadTimeout. HTTPIdleTimeout is http.Server.IdleTimeout;
+	// default DefaultHTTPIdleTimeout. Both apply to the servers of
+	// HTTPServer; an upgraded websocket is bound by neither.
+	HTTPReadTimeout time.Duration
+	HTTPIdleTimeout time.Duration
+	// SeparateAdmin leaves /metrics out of Handler: it is served only by
+	// AdminHandler, on a listener of its own (--admin-addr).
+	SeparateAdmin bool
 	// Registry receives the metrics; nil means a new registry.
 	Registry *prometheus.Registry
 	// Logger; nil means slog.Default().
@@ -111,6 +166,18 @@ func (c Config) withDefaults() (Config, error) {
 	if c.PingInterval == 0 {
 		c.PingInterval = DefaultPingInterval
 	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConnsPerSub == 0 {
+		c.MaxConnsPerSub = DefaultMaxConnsPerSub
+	}
+	if c.HTTPReadTimeout == 0 {
+		c.HTTPReadTimeout = DefaultHTTPReadTimeout
+	}
+	if c.HTTPIdleTimeout == 0 {
+		c.HTTPIdleTimeout = DefaultHTTPIdleTimeout
+	}
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
 	}
@@ -137,6 +204,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: comfy token param %q; want up to 64 letters, digits, '_', '-' or '.', or \"-\" for the header only", ErrInvalidConfig, c.ComfyTokenParam)
 	case c.PingInterval < 0:
 		return c, fmt.Errorf("%w: ping interval %v; want > 0", ErrInvalidConfig, c.PingInterval)
+	case c.HTTPReadTimeout < 0:
+		return c, fmt.Errorf("%w: http read timeout %v; want > 0", ErrInvalidConfig, c.HTTPReadTimeout)
+	case c.HTTPIdleTimeout < 0:
+		return c, fmt.Errorf("%w: http idle timeout %v; want > 0", ErrInvalidConfig, c.HTTPIdleTimeout)
 	}
 	return c, nil
 }

@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
 
-// FuzzParseResume: any query either parses or yields a 400 with a message.
+// FuzzParseResume: any query either parses or yields a 400 with a message;
+// the native endpoint passes only known parameters, each once.
 func FuzzParseResume(f *testing.F) {
 	for _, s := range []string{"since=1", "last=5", "since=1&last=2", "since=x", "last=0", "last=99999999999999999999",
 		"since=4&epoch=1764532134123456789", "epoch=12", "since=1&epoch=x1", "since=1&epoch="} {
@@ -16,6 +18,15 @@ func FuzzParseResume(f *testing.F) {
 		q, err := url.ParseQuery(raw)
 		if err != nil {
 			return
+		}
+		if herr := checkParams(q, nativeParams, true); herr == nil {
+			for k, v := range q {
+				if len(v) != 1 || !slices.Contains(nativeParams, k) {
+					t.Fatalf("parameter %q=%q passed; want each known parameter at most once", k, v)
+				}
+			}
+		} else if herr.status != 400 || herr.msg == "" {
+			t.Fatalf("got %d %q; want 400 with a message", herr.status, herr.msg)
 		}
 		since, last, epoch, herr := parseResume(q, true)
 		if herr != nil {

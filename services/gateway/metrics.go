@@ -24,6 +24,7 @@ type metrics struct {
 	slowCloses    prometheus.Counter
 	pings         prometheus.Counter
 	authFailures  *prometheus.CounterVec
+	refused       *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -81,9 +82,13 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "framecast_gateway_auth_failures_total", Help: "Refused upgrades and closes by auth reason.",
 		}, []string{"reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "framecast_gateway_upgrades_refused_total",
+			Help: "Websocket upgrades refused before the handshake, by the error code answered (bad_request, unauthorized, a limit's code, ...).",
+		}, []string{"code"}),
 	}
 	reg.MustRegister(m.connections, m.subscriptions, m.frames, m.bytes, m.events, m.clientBytes, m.resumes, m.resets,
-		m.reads, m.holes, m.late, m.jsRequests, m.gaps, m.replicaWaits, m.slowCloses, m.pings, m.authFailures)
+		m.reads, m.holes, m.late, m.jsRequests, m.gaps, m.replicaWaits, m.slowCloses, m.pings, m.authFailures, m.refused)
 	return m
 }
 

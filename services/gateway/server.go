@@ -34,6 +34,9 @@ type Server struct {
 	hub      *hub.Hub
 	source   replay.Source
 	handler  http.Handler
+	admin    http.Handler
+	limits   *limits
+	ips      *clientIPs
 
 	streamReady atomic.Bool
 	draining    chan struct{} // closed when Drain starts
@@ -71,6 +74,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		ncClosed: make(chan struct{}),
 		sessions: make(map[*session]struct{}),
 	}
+	if s.ips, err = newClientIPs(cfg.TrustedProxies); err != nil {
+		return nil, err
+	}
+	s.limits = newLimits(cfg)
 	if len(cfg.JWTSecret) > 0 {
 		if s.verifier, err = auth.NewVerifier(cfg.JWTSecret); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -132,7 +139,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.bg.Add(2)
 	go s.verifyStream(bgctx)
 	go s.watch(bgctx)
-	s.handler = s.routes()
+	s.handler, s.admin = s.routes()
 	return s, nil
 }
 
@@ -245,24 +252,54 @@ func (s *Server) refreshStream(ctx context.Context) (hub.Info, error) {
 	return in, nil
 }
 
-// Handler serves the websocket endpoints, /healthz, /readyz, /metrics and,
-// with Config.Viewer, the web viewer.
+// Handler serves the websocket endpoints, /healthz, /readyz, /metrics
+// (unless Config.SeparateAdmin) and, with Config.Viewer, the web viewer.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-func (s *Server) routes() http.Handler {
+// AdminHandler serves /metrics, /healthz and /readyz, for a listener of
+// its own.
+func (s *Server) AdminHandler() http.Handler { return s.admin }
+
+// HTTPServer returns an http.Server for h (Handler or AdminHandler) on
+// addr, with the read and idle timeouts of the Config, HTTPWriteTimeout
+// and MaxHeaderBytes. net/http clears a connection's deadlines when the
+// websocket library takes it over, so none of them bounds a websocket.
+func (s *Server) HTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: s.cfg.HTTPReadTimeout,
+		ReadTimeout:       s.cfg.HTTPReadTimeout,
+		WriteTimeout:      HTTPWriteTimeout,
+		IdleTimeout:       s.cfg.HTTPIdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+}
+
+func (s *Server) routes() (client, admin http.Handler) {
+	metrics := promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})
+	health := func(mux *http.ServeMux) {
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = w.Write([]byte("ok\n"))
+		})
+		mux.HandleFunc("GET /readyz", s.serveReady)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ws", s.serveNative)
 	mux.HandleFunc("GET /comfyui-deploy/ws", s.serveComfy)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", s.serveReady)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	health(mux)
+	if !s.cfg.SeparateAdmin {
+		mux.Handle("GET /metrics", metrics)
+	}
 	if s.cfg.Viewer {
 		mountViewer(mux)
 	}
-	return mux
+	amux := http.NewServeMux()
+	health(amux)
+	amux.Handle("GET /metrics", metrics)
+	return mux, amux
 }
 
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
@@ -327,6 +364,7 @@ func (s *Server) remove(ss *session) {
 	s.mu.Lock()
 	delete(s.sessions, ss)
 	s.mu.Unlock()
+	ss.lease.release()
 	s.wg.Done()
 }
 

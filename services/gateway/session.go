@@ -48,6 +48,7 @@ type session struct {
 	conn    net.Conn // under ws: closing it cuts the connection at once
 	wc      *watchedConn
 	req     *request
+	lease   *lease // the connection's hold on the server's limits
 	log     *slog.Logger
 	frames  prometheus.Counter
 	bytes   prometheus.Counter
@@ -393,6 +394,9 @@ func (s *session) loop() error {
 // idle handles a cursor with nothing to send: the live marker, drain,
 // a due ping, or parking. It reports done when the writer parked.
 func (s *session) idle(n hub.Next) (bool, error) {
+	if !n.Reading {
+		s.lease.endResume() // a resume has caught up
+	}
 	if s.resuming && !n.Reading {
 		s.resuming = false
 		seq := s.cursor.Position()

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +39,7 @@ type request struct {
 	endpoint string
 	outputID string // native only
 	clientID string
+	sub      string // the token's sub, counted by the limits
 	since    *uint64
 	last     int
 	expiry   time.Time
@@ -114,8 +117,32 @@ func parseResume(q map[string][]string, allowLast bool) (since *uint64, last int
 	return since, last, epoch, nil
 }
 
+// nativeParams are the native endpoint's query parameters. Any other is
+// refused: a misspelled since would otherwise start a live-only
+// connection, and the client would miss frames without knowing.
+var nativeParams = []string{"output_id", "client_id", "since", "last", "epoch", "token"}
+
+// checkParams refuses a repeated parameter of known, and, when strict, a
+// parameter not in known.
+func checkParams(q url.Values, known []string, strict bool) *httpError {
+	for _, k := range slices.Sorted(maps.Keys(q)) {
+		switch {
+		case !slices.Contains(known, k):
+			if strict {
+				return badRequest("unknown parameter %q; this endpoint takes %s", k, strings.Join(known, ", "))
+			}
+		case len(q[k]) > 1:
+			return badRequest("%s is repeated (%d times); send it once", k, len(q[k]))
+		}
+	}
+	return nil
+}
+
 func (s *Server) parseNative(r *http.Request) (*request, *httpError) {
 	q := r.URL.Query()
+	if herr := checkParams(q, nativeParams, true); herr != nil {
+		return nil, herr
+	}
 	req := &request{endpoint: endpointNative, outputID: q.Get("output_id"), clientID: q.Get("client_id")}
 	if err := subject.ValidateOutputID(req.outputID); err != nil {
 		return nil, badRequest("%v", err)
@@ -139,6 +166,7 @@ func (s *Server) parseNative(r *http.Request) (*request, *httpError) {
 			return nil, herr
 		}
 		req.expiry = claims.Expiry()
+		req.sub = claims.Subject
 	}
 	ctok := subject.ClientToken(req.clientID)
 	req.watches = []hub.Watch{outputWatch(req.outputID, ctok), eventsWatch(ctok)}
@@ -151,6 +179,11 @@ func (s *Server) parseNative(r *http.Request) (*request, *httpError) {
 
 func (s *Server) parseComfy(r *http.Request) (*request, *httpError) {
 	q := r.URL.Query()
+	// The apps' URLs carry parameters of their own: only repeats of the
+	// gateway's are refused.
+	if herr := checkParams(q, []string{"clientId", "since", "last", "epoch", s.cfg.ComfyTokenParam}, false); herr != nil {
+		return nil, herr
+	}
 	req := &request{endpoint: endpointComfy, clientID: q.Get("clientId")}
 	if err := subject.ValidateClientID(req.clientID); err != nil {
 		return nil, badRequest("clientId: %v", err)
@@ -169,6 +202,7 @@ func (s *Server) parseComfy(r *http.Request) (*request, *httpError) {
 			return nil, herr
 		}
 		req.expiry = claims.Expiry()
+		req.sub = claims.Subject
 		outputs = claims.Outputs
 	}
 	if req.clientID == "" {
@@ -272,20 +306,24 @@ func (s *Server) forbidden(reason, format string, args ...any) *httpError {
 // and runs its session until it ends.
 func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, req *request, herr *httpError) {
 	if s.isDraining() {
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "draining", "this gateway is draining; connect to another gateway")
+		s.refuse(w, &httpError{http.StatusServiceUnavailable, "draining", "this gateway is draining; connect to another gateway"})
 		return
 	}
 	if herr != nil {
-		writeError(w, herr.status, herr.code, herr.msg)
+		s.refuse(w, herr)
+		return
+	}
+	ls, herr := s.limits.acquire(s.ips.of(r), req.sub, req.since != nil || req.last > 0)
+	if herr != nil {
+		s.refuse(w, herr)
 		return
 	}
 	if s.hub.Info().Epoch == "" {
 		// No stream lookup has succeeded yet: without one, a live-only
 		// client's start could not be told from the window's.
 		if _, err := s.refreshStream(r.Context()); err != nil {
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, "stream_unavailable", "the stream cannot be looked up yet; try again: "+err.Error())
+			ls.release()
+			s.refuse(w, &httpError{http.StatusServiceUnavailable, "stream_unavailable", "the stream cannot be looked up yet; try again: " + err.Error()})
 			return
 		}
 	}
@@ -295,18 +333,43 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, req *request, h
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
+		ls.release()
 		s.log.Debug("websocket accept failed", "err", err, "origin", r.Header.Get("Origin"))
 		return // Accept wrote the response
 	}
 	ss := newSession(s, ws, hw.watched, req)
+	ss.lease = ls
 	hw.watched.s = ss
 	if !s.add(ss) {
+		ls.release()
 		_ = ws.Close(websocket.StatusCode(1001), "gateway draining; reconnect to another gateway")
 		return
 	}
 	// The session runs on its own goroutines; returning lets net/http
 	// free the request and this goroutine's stack.
 	ss.begin()
+}
+
+// retryAfter is the Retry-After, in seconds, of the refusals a client
+// should retry as they are: the gateway is draining or cannot look the
+// stream up yet (another gateway or a second later will do), or a limit
+// holds until other connections end or catch up.
+var retryAfter = map[string]string{
+	"draining":           "1",
+	"stream_unavailable": "1",
+	codeGatewayFull:      "1",
+	codeIPResumes:        "1",
+	codeIPConns:          "5",
+	codeSubConns:         "5",
+}
+
+// refuse answers an upgrade request with herr's JSON error, and counts it.
+func (s *Server) refuse(w http.ResponseWriter, herr *httpError) {
+	s.metrics.refused.WithLabelValues(herr.code).Inc()
+	if ra, ok := retryAfter[herr.code]; ok {
+		w.Header().Set("Retry-After", ra)
+	}
+	writeError(w, herr.status, herr.code, herr.msg)
 }
 
 // Buffer sizes of a hijacked connection. net/http hands over 4 KiB each;

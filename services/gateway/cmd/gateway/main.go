@@ -38,6 +38,8 @@ func run(args []string) error {
 	var (
 		cfg          gateway.Config
 		listen       = fs.String("listen", ":8080", "HTTP listen address")
+		adminAddr    = fs.String("admin-addr", "", "listen address of /metrics, /healthz and /readyz; when set, /metrics is not served on --listen")
+		proxies      = fs.String("trusted-proxies", "", "comma-separated addresses and CIDR ranges of reverse proxies whose X-Forwarded-For names the client address (e.g. 10.0.0.0/8); empty: the peer's address counts")
 		secret       = fs.String("jwt-secret", "", "HS256 secret of client tokens")
 		secretFile   = fs.String("jwt-secret-file", "", "file holding the HS256 secret (trailing newline ignored)")
 		origins      = fs.String("allowed-origins", "", "comma-separated Origin host patterns allowed besides same-origin, e.g. app.example.com,*.example.com")
@@ -52,6 +54,12 @@ func run(args []string) error {
 	fs.IntVar(&cfg.HubBuffer, "hub-buffer", gateway.DefaultHubBuffer, "messages NATS may queue for the gateway's dispatcher; past it a subscription drops live frames, healed by a stream read (a small value forces such drops, for tests)")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", gateway.DefaultWriteTimeout, "bound on one websocket write")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", gateway.DefaultPingInterval, "websocket keepalive ping period")
+	fs.IntVar(&cfg.MaxConns, "max-conns", gateway.DefaultMaxConns, "most websocket connections of this gateway (503 gateway_full past it); -1: no bound")
+	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 0, "most connections of one client address (429 ip_connection_limit past it); 0: no bound (behind a proxy, set --trusted-proxies too)")
+	fs.IntVar(&cfg.MaxConnsPerSub, "max-conns-per-sub", gateway.DefaultMaxConnsPerSub, "most connections of one token sub (429 sub_connection_limit past it); -1: no bound")
+	fs.IntVar(&cfg.MaxResumesPerIP, "max-resumes-per-ip", 0, "most connections of one client address resuming (since, last) and not caught up yet (429 ip_resume_limit past it); 0: no bound")
+	fs.DurationVar(&cfg.HTTPReadTimeout, "http-read-timeout", gateway.DefaultHTTPReadTimeout, "bound on reading a request's headers; ends at the websocket upgrade")
+	fs.DurationVar(&cfg.HTTPIdleTimeout, "http-idle-timeout", gateway.DefaultHTTPIdleTimeout, "an idle keep-alive HTTP connection closes after this long (websockets are not affected)")
 	fs.BoolVar(&cfg.Viewer, "viewer", false, "serve the web viewer at / and the JS client at /framecast.js")
 	cfg.Stream.Flags(fs)
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("FRAMECAST")); err != nil {
@@ -80,11 +88,9 @@ func run(args []string) error {
 	case *secret != "":
 		cfg.JWTSecret = []byte(*secret)
 	}
-	for _, o := range strings.Split(*origins, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			cfg.AllowedOrigins = append(cfg.AllowedOrigins, o)
-		}
-	}
+	cfg.AllowedOrigins = list(*origins)
+	cfg.TrustedProxies = list(*proxies)
+	cfg.SeparateAdmin = *adminAddr != ""
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -92,10 +98,16 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Addr: *listen, Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
+	hs := srv.HTTPServer(*listen, srv.Handler())
+	errc := make(chan error, 2)
 	go func() { errc <- hs.ListenAndServe() }()
 	log.Info("gateway listening", "addr", *listen, "nats", cfg.NATSURL)
+	var as *http.Server
+	if *adminAddr != "" {
+		as = srv.HTTPServer(*adminAddr, srv.AdminHandler())
+		go func() { errc <- as.ListenAndServe() }()
+		log.Info("admin listening", "addr", *adminAddr)
+	}
 	select {
 	case err := <-errc:
 		_ = srv.Close()
@@ -112,9 +124,25 @@ func run(args []string) error {
 	if err := hs.Shutdown(dctx); err != nil {
 		log.Warn("http shutdown", "err", err)
 	}
+	if as != nil {
+		// The admin listener answers /readyz (503 draining) and the
+		// metrics until the drain ends.
+		defer as.Close()
+	}
 	if err := <-derr; err != nil {
 		log.Warn("drain cut short", "err", err)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// list splits a comma-separated flag value, dropping blanks.
+func list(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
