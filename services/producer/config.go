@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/framecast/framecast/services/producer/publish"
+	"github.com/framecast/framecast/shared/encode"
 	"github.com/framecast/framecast/shared/natsurl"
 	"github.com/framecast/framecast/shared/stream"
 )
@@ -23,6 +24,11 @@ const (
 	DefaultPublishTimeout = 5 * time.Second
 	DefaultReconnectWait  = time.Second
 	DefaultRetryAfter     = 2 * time.Second
+	// DefaultMaxInflightBytes is the memory budget of requests in flight.
+	DefaultMaxInflightBytes = 1 << 30
+	// DefaultMaxPixels is the largest image: encode.MaxPixels, 2^26.
+	DefaultMaxPixels    = encode.MaxPixels
+	DefaultOverloadWait = time.Second
 )
 
 // Config configures a Server. The zero value is the development default:
@@ -31,19 +37,28 @@ type Config struct {
 	// NATSURL is one NATS URL or a comma-separated list of a cluster's
 	// URLs; default DefaultNATSURL.
 	NATSURL string
-	// Stream is the OUTPUTS stream the server verifies after each
-	// connect: it is not ready while the stream or its bucket is missing
-	// or differs.
+	// Stream is the OUTPUTS stream the server ensures after each connect.
 	Stream stream.Config
-	// EnsureStream makes the server create or update the stream and its
-	// bucket to Stream after each connect instead of verifying them. That
-	// needs the rights to change both streams, which only the admin user
-	// of deploy/nats/accounts.conf holds (or a server without
-	// authorization, as an embedded one); default off.
-	EnsureStream bool
 	// MaxBodyBytes bounds a request body; larger requests get 413. Default
 	// 64 MiB. A raw float32 batch needs 16 bytes per RGBA pixel.
 	MaxBodyBytes int64
+	// MaxInflightBytes is one budget, for the whole process, of the memory
+	// that requests hold at once: body bytes as they arrive (buffers grow
+	// with them) and images while they are decoded and encoded. A request
+	// that cannot get its share within OverloadWait gets 503 overloaded
+	// with Retry-After; one that needs more than three quarters of the
+	// budget gets 413. The last quarter is kept for requests that hold at
+	// most 1/64 of the budget, so ordinary frames pass while large ones
+	// wait. Default 1 GiB. The process's memory stays near this budget
+	// plus its fixed needs (docs/reliability.md, "Hostile load").
+	MaxInflightBytes int64
+	// MaxPixels is the largest image, in pixels (width × height), that is
+	// decoded or encoded; larger ones get 413 image_too_large before any
+	// pixel is decoded. Default and most DefaultMaxPixels (2^26).
+	MaxPixels int
+	// OverloadWait is how long a request waits for its share of
+	// MaxInflightBytes before 503 overloaded; default 1s.
+	OverloadWait time.Duration
 	// Tokens are the accepted static bearer tokens. Empty disables auth:
 	// anyone who reaches the port can publish.
 	Tokens []string
@@ -90,6 +105,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RetryAfter == 0 {
 		c.RetryAfter = DefaultRetryAfter
 	}
+	if c.MaxInflightBytes == 0 {
+		c.MaxInflightBytes = DefaultMaxInflightBytes
+	}
+	if c.MaxPixels == 0 {
+		c.MaxPixels = DefaultMaxPixels
+	}
+	if c.OverloadWait == 0 {
+		c.OverloadWait = DefaultOverloadWait
+	}
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
 	}
@@ -110,6 +134,12 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: reconnect wait %v; want a positive duration", ErrInvalidConfig, c.ReconnectWait)
 	case c.RetryAfter < 0:
 		return c, fmt.Errorf("%w: retry after %v; want a positive duration", ErrInvalidConfig, c.RetryAfter)
+	case c.MaxInflightBytes < 1<<20:
+		return c, fmt.Errorf("%w: max in-flight bytes %d; want at least 1 MiB (%d)", ErrInvalidConfig, c.MaxInflightBytes, 1<<20)
+	case c.MaxPixels < 1 || c.MaxPixels > encode.MaxPixels:
+		return c, fmt.Errorf("%w: max pixels %d; want 1..%d", ErrInvalidConfig, c.MaxPixels, encode.MaxPixels)
+	case c.OverloadWait < 0:
+		return c, fmt.Errorf("%w: overload wait %v; want a positive duration", ErrInvalidConfig, c.OverloadWait)
 	}
 	for i, t := range c.Tokens {
 		if t == "" {

@@ -28,6 +28,8 @@ const (
 	CodeUnauthorized         = "unauthorized"
 	CodeForbidden            = "forbidden"
 	CodeBrokerUnavailable    = "broker_unavailable"
+	CodeOverloaded           = "overloaded"
+	CodeBodyTimeout          = "body_timeout"
 	CodeMethodNotAllowed     = "method_not_allowed"
 	CodeNotFound             = "not_found"
 	CodeInternal             = "internal"

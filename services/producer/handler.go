@@ -11,6 +11,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -140,21 +141,30 @@ func (s *Server) publishRequest(w http.ResponseWriter, r *http.Request, oid stri
 	} else if r.ContentLength > limit {
 		return errorf(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "body is %d bytes; the limit is %d bytes", r.ContentLength, limit)
 	}
+	if req.kind == bodyRaw {
+		if e := s.checkPixels(req.shape.Width, req.shape.Height, "each image"); e != nil {
+			return e
+		}
+	}
 	if !s.Ready() {
 		return s.unavailable()
 	}
 
 	ctx := r.Context()
+	// Everything the request reads, decodes and encodes is held in its
+	// lease of the memory budget until its frames are published.
+	l := s.newLease()
+	defer l.release()
 	body := http.MaxBytesReader(w, r.Body, limit)
 	eb := publish.EncodedBatch{OutputID: oid, ClientID: req.clientID, IdempotencyKey: key,
 		BatchOffset: req.batchOffset, BatchTotal: req.batchTotal}
 	switch req.kind {
 	case bodyRaw:
-		eb, e = s.readRaw(ctx, req, body, eb)
+		eb, e = s.readRaw(ctx, l, req, body, eb)
 	case bodyImage:
-		eb.Frames, e = readImage(req, body, limit)
+		eb.Frames, e = s.readImage(ctx, l, req, body)
 	case bodyMultipart:
-		eb.Frames, e = readMultipart(req, body, limit)
+		eb.Frames, e = s.readMultipart(ctx, l, req, body)
 	}
 	if e == nil {
 		e = req.checkPart(len(eb.Frames))
@@ -162,7 +172,7 @@ func (s *Server) publishRequest(w http.ResponseWriter, r *http.Request, oid stri
 	if e != nil {
 		return e
 	}
-	if e := s.reencode(ctx, req, eb.Frames); e != nil {
+	if e := s.reencode(ctx, l, req, eb.Frames); e != nil {
 		return e
 	}
 
@@ -227,22 +237,50 @@ func rawLengthError(req request, got int64) *apiError {
 }
 
 func bodyError(err error, limit int64, what string) *apiError {
-	if isTooLarge(err) {
+	switch {
+	case isTooLarge(err):
 		return errorf(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "body is over the limit of %d bytes", limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return errorf(http.StatusRequestTimeout, CodeBodyTimeout, "reading %s: it did not arrive within the producer's read timeout; nothing was published; send it faster or in smaller requests", what)
+	case errors.Is(err, errOverloaded), errors.Is(err, errOverBudget):
+		return budgetError(err)
 	}
 	return errorf(http.StatusBadRequest, CodeInvalidBody, "reading %s: %v", what, err)
 }
 
+// budgetError is the answer to a lease that could not grow: err is
+// errOverloaded, errOverBudget, or the request's context's cause.
+func budgetError(err error) *apiError {
+	switch {
+	case errors.Is(err, errOverloaded):
+		e := errorf(http.StatusServiceUnavailable, CodeOverloaded, "the producer's memory for requests in flight is in use; nothing was published; retry after the Retry-After delay")
+		e.retry = true
+		return e
+	case errors.Is(err, errOverBudget):
+		return errorf(http.StatusRequestEntityTooLarge, CodeImageTooLarge, "the request's body and images need %v; nothing was published; send smaller images or fewer in one request",
+			strings.TrimPrefix(err.Error(), errOverBudget.Error()+": "))
+	}
+	return errorf(http.StatusBadRequest, CodeInvalidBody, "request ended before its images were read and encoded: %v", err)
+}
+
+// checkPixels refuses an image of w×h over Config.MaxPixels.
+func (s *Server) checkPixels(w, h int, what string) *apiError {
+	if px := int64(w) * int64(h); px > int64(s.cfg.MaxPixels) {
+		return errorf(http.StatusRequestEntityTooLarge, CodeImageTooLarge, "%s is %dx%d, %d pixels; allowed: at most %d pixels (the producer's --max-pixels)", what, w, h, px, s.cfg.MaxPixels)
+	}
+	return nil
+}
+
 // readRaw reads exactly the tensor's bytes, converts them as the seed does
 // and encodes the batch.
-func (s *Server) readRaw(ctx context.Context, req request, body io.Reader, eb publish.EncodedBatch) (publish.EncodedBatch, *apiError) {
+func (s *Server) readRaw(ctx context.Context, l *lease, req request, body io.Reader, eb publish.EncodedBatch) (publish.EncodedBatch, *apiError) {
 	size := req.rawSize()
-	buf := make([]byte, size)
-	if n, err := io.ReadFull(body, buf); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return eb, rawLengthError(req, int64(n))
-		}
+	buf, err := l.read(ctx, body, nil, size)
+	if err != nil {
 		return eb, bodyError(err, s.cfg.MaxBodyBytes, "the body")
+	}
+	if int64(len(buf)) < size {
+		return eb, rawLengthError(req, int64(len(buf)))
 	}
 	if extra, err := io.Copy(io.Discard, body); err != nil || extra > 0 {
 		if err != nil && !isTooLarge(err) {
@@ -250,10 +288,15 @@ func (s *Server) readRaw(ctx context.Context, req request, body io.Reader, eb pu
 		}
 		return eb, rawLengthError(req, size+extra)
 	}
-	var (
-		px  []encode.Pixels
-		err error
-	)
+	// The float32 conversion's images, and the encoders at work.
+	need := int64(min(req.shape.Batch, runtime.GOMAXPROCS(0))) * encodeCost(req.shape.Width, req.shape.Height, req.format)
+	if req.dtype == "float32" {
+		need += size / 4
+	}
+	if err := l.grow(ctx, need); err != nil {
+		return eb, budgetError(err)
+	}
+	var px []encode.Pixels
 	if req.dtype == "float32" {
 		px, err = encode.SplitFloat32LE(buf, req.shape)
 	} else {
@@ -282,13 +325,25 @@ func encodeError(ctx context.Context, err error) *apiError {
 	return errorf(http.StatusBadRequest, CodeInvalidImage, "%v; nothing was published", err)
 }
 
-// probe checks that b is one whole image of a supported type. what names
-// it in errors.
-func probe(b []byte, declared frame.Format, what string) (publish.Frame, *apiError) {
+// probe checks that b is one whole image of a supported type, within
+// MaxPixels, decoding it under the lease. what names it in errors.
+func (s *Server) probe(ctx context.Context, l *lease, b []byte, declared frame.Format, what string) (publish.Frame, *apiError) {
+	if c, format, err := image.DecodeConfig(bytes.NewReader(b)); err == nil {
+		// A header that does not parse is refused by encode.Probe below,
+		// before it decodes anything.
+		if e := s.checkPixels(c.Width, c.Height, what); e != nil {
+			return publish.Frame{}, e
+		}
+		cost := decodeCost(c, format)
+		if err := l.grow(ctx, cost); err != nil {
+			return publish.Frame{}, budgetError(err)
+		}
+		defer l.shrink(cost)
+	}
 	in, err := encode.Probe(b)
 	switch {
 	case errors.Is(err, encode.ErrTooLarge):
-		return publish.Frame{}, errorf(http.StatusRequestEntityTooLarge, CodeImageTooLarge, "%s: %v; allowed: at most %d pixels", what, err, encode.MaxPixels)
+		return publish.Frame{}, errorf(http.StatusRequestEntityTooLarge, CodeImageTooLarge, "%s: %v; allowed: at most %d pixels", what, err, s.cfg.MaxPixels)
 	case err != nil:
 		return publish.Frame{}, errorf(http.StatusBadRequest, CodeInvalidImage, "%s does not decode as an image (%v); allowed: one complete PNG, JPEG or WEBP image", what, err)
 	case declared != 0 && in.Format != declared:
@@ -297,12 +352,12 @@ func probe(b []byte, declared frame.Format, what string) (publish.Frame, *apiErr
 	return publish.Frame{Data: b, Format: in.Format, Width: in.Width, Height: in.Height}, nil
 }
 
-func readImage(req request, body io.Reader, limit int64) ([]publish.Frame, *apiError) {
-	b, err := io.ReadAll(body)
+func (s *Server) readImage(ctx context.Context, l *lease, req request, body io.Reader) ([]publish.Frame, *apiError) {
+	b, err := l.read(ctx, body, nil, 0)
 	if err != nil {
-		return nil, bodyError(err, limit, "the body")
+		return nil, bodyError(err, s.cfg.MaxBodyBytes, "the body")
 	}
-	f, e := probe(b, req.declared, "the body")
+	f, e := s.probe(ctx, l, b, req.declared, "the body")
 	if e != nil {
 		return nil, e
 	}
@@ -311,10 +366,17 @@ func readImage(req request, body io.Reader, limit int64) ([]publish.Frame, *apiE
 
 // readMultipart reads every part, in order, as one image. A part's
 // Content-Type may be absent or application/octet-stream (the bytes are
-// sniffed); otherwise it must be the image type the bytes are.
-func readMultipart(req request, body io.Reader, limit int64) ([]publish.Frame, *apiError) {
+// sniffed); otherwise it must be the image type the bytes are. Each part
+// is read into one scratch buffer that grows to the largest part, then
+// kept in a copy of its exact size.
+func (s *Server) readMultipart(ctx context.Context, l *lease, req request, body io.Reader) ([]publish.Frame, *apiError) {
+	limit := s.cfg.MaxBodyBytes
 	mr := multipart.NewReader(body, req.boundary)
-	var frames []publish.Frame
+	var (
+		frames  []publish.Frame
+		scratch []byte
+	)
+	defer func() { l.shrink(int64(cap(scratch))) }()
 	for i := 0; ; i++ {
 		p, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
@@ -333,11 +395,13 @@ func readMultipart(req request, body io.Reader, limit int64) ([]publish.Frame, *
 				return nil, errorf(http.StatusBadRequest, CodeInvalidImage, "%s has Content-Type %q; allowed: image/png, image/jpeg, image/webp, or application/octet-stream or none (sniffed)", what, ct)
 			}
 		}
-		b, err := io.ReadAll(p)
-		if err != nil {
+		if scratch, err = l.read(ctx, p, scratch, 0); err != nil {
 			return nil, bodyError(err, limit, what)
 		}
-		f, e := probe(b, declared, what)
+		if err := l.grow(ctx, int64(len(scratch))); err != nil {
+			return nil, budgetError(err)
+		}
+		f, e := s.probe(ctx, l, bytes.Clone(scratch), declared, what)
 		if e != nil {
 			return nil, e
 		}
@@ -351,9 +415,10 @@ func readMultipart(req request, body io.Reader, limit int64) ([]publish.Frame, *
 
 // reencode converts encoded frames to the requested format when file_type
 // was given and differs; otherwise the bytes are forwarded as they came.
-// It decodes and encodes GOMAXPROCS images at a time, so a batch of large
-// images never holds more than that many decoded at once.
-func (s *Server) reencode(ctx context.Context, req request, frames []publish.Frame) *apiError {
+// It decodes and encodes up to GOMAXPROCS images at a time, as many as the
+// lease can hold, so a batch of large images never holds more than that
+// many decoded at once.
+func (s *Server) reencode(ctx context.Context, l *lease, req request, frames []publish.Frame) *apiError {
 	if !req.formatSet {
 		return nil
 	}
@@ -366,19 +431,38 @@ func (s *Server) reencode(ctx context.Context, req request, frames []publish.Fra
 	step := runtime.GOMAXPROCS(0)
 	imgs := make([]image.Image, 0, step)
 	for len(idx) > 0 {
-		chunk := idx[:min(step, len(idx))]
-		idx = idx[len(chunk):]
 		imgs = imgs[:0]
-		for _, i := range chunk {
+		var held int64
+		for len(imgs) < min(step, len(idx)) {
+			i := idx[len(imgs)]
+			c, format, err := image.DecodeConfig(bytes.NewReader(frames[i].Data))
+			if err != nil {
+				l.shrink(held)
+				return errorf(http.StatusBadRequest, CodeInvalidImage, "image %d does not decode: %v", i, err)
+			}
+			need := decodeCost(c, format) + encodeCost(c.Width, c.Height, req.format)
+			if err := l.grow(ctx, need); err != nil {
+				if errors.Is(err, errOverBudget) && len(imgs) > 0 {
+					break // encode the images decoded so far first
+				}
+				l.shrink(held)
+				return budgetError(err)
+			}
+			held += need
 			m, _, err := image.Decode(bytes.NewReader(frames[i].Data))
 			if err != nil {
+				l.shrink(held)
 				return errorf(http.StatusBadRequest, CodeInvalidImage, "image %d does not decode: %v", i, err)
 			}
 			imgs = append(imgs, m)
 		}
+		chunk := idx[:len(imgs)]
+		idx = idx[len(chunk):]
 		start := time.Now()
 		out, err := encode.Batch(ctx, imgs, req.format, req.quality)
 		s.metrics.encode.Observe(time.Since(start).Seconds())
+		clear(imgs)
+		l.shrink(held)
 		if err != nil {
 			var be *encode.BatchError
 			if errors.As(err, &be) {
@@ -390,6 +474,5 @@ func (s *Server) reencode(ctx context.Context, req request, frames []publish.Fra
 			frames[i].Data, frames[i].Format = out[j], req.format
 		}
 	}
-	clear(imgs[:cap(imgs)])
 	return nil
 }

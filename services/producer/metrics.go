@@ -17,7 +17,7 @@ type metrics struct {
 	publish  prometheus.Histogram   // seconds to publish one request's batch
 }
 
-func newMetrics(reg *prometheus.Registry, ready func() float64) (*metrics, error) {
+func newMetrics(reg *prometheus.Registry, ready, inflight func() float64) (*metrics, error) {
 	const ns = "framecast_producer"
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "requests_total",
@@ -36,8 +36,10 @@ func newMetrics(reg *prometheus.Registry, ready func() float64) (*metrics, error
 			Help: "Time to publish every frame (or the event) of one request and get the acknowledgements.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 	}
 	readyGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "ready",
-		Help: "1 when NATS is connected and the stream verified (or ensured), else 0."}, ready)
-	for _, c := range []prometheus.Collector{m.requests, m.errors, m.frames, m.bytes, m.events, m.encode, m.publish, readyGauge} {
+		Help: "1 when NATS is connected and the stream ensured, else 0."}, ready)
+	inflightGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "inflight_bytes",
+		Help: "Bytes of the in-flight memory budget (--max-inflight-bytes) that requests hold now: bodies and images being decoded or encoded."}, inflight)
+	for _, c := range []prometheus.Collector{m.requests, m.errors, m.frames, m.bytes, m.events, m.encode, m.publish, readyGauge, inflightGauge} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("%w: register metrics: %w", ErrInvalidConfig, err)
 		}

@@ -21,8 +21,7 @@ import (
 )
 
 // Server is the producer service. Its handler is safe for concurrent use.
-// It owns one goroutine, which verifies the stream (or, with
-// Config.EnsureStream, ensures it) after every NATS
+// It owns one goroutine, which ensures the stream after every NATS
 // (re)connect; Close ends it.
 type Server struct {
 	cfg        Config
@@ -31,24 +30,21 @@ type Server struct {
 	js         jetstream.JetStream
 	pub        *publish.Publisher
 	metrics    *metrics
+	budget     *budget // memory of requests in flight
 	handler    http.Handler
 	retryAfter int // seconds
 
-	streamOK atomic.Bool // the stream was verified (or ensured) on the current connection
-	// streamProblem is why the stream is not ready: the last failed
-	// verification or ensure, until one passes.
-	streamProblem atomic.Pointer[string]
-	wake          chan struct{} // (re)connected: verify the stream
-	closed        chan struct{} // NATS connection closed
-	stop          context.CancelFunc
-	done          chan struct{} // stream loop ended
-	once          sync.Once
+	ensured atomic.Bool   // the stream was ensured on the current connection
+	wake    chan struct{} // (re)connected: ensure the stream
+	closed  chan struct{} // NATS connection closed
+	stop    context.CancelFunc
+	done    chan struct{} // ensure loop ended
+	once    sync.Once
 }
 
 // New validates cfg, fills its defaults and connects to NATS. It returns
 // even when NATS is unreachable: the connection retries forever, and the
-// stream is verified (or ensured) in the background once it is up. ctx
-// bounds only New.
+// stream is ensured in the background once it is up. ctx bounds only New.
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -61,6 +57,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg:        cfg,
 		log:        cfg.Logger,
 		retryAfter: int(math.Ceil(cfg.RetryAfter.Seconds())),
+		budget:     newBudget(cfg.MaxInflightBytes),
 		wake:       make(chan struct{}, 1),
 		closed:     make(chan struct{}),
 		done:       make(chan struct{}),
@@ -79,11 +76,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			s.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
-			s.streamOK.Store(false)
+			s.ensured.Store(false)
 			s.kick()
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			s.streamOK.Store(false)
+			s.ensured.Store(false)
 			if err != nil {
 				s.log.Warn("nats disconnected", "err", err)
 			}
@@ -105,7 +102,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return 1
 		}
 		return 0
-	})
+	}, func() float64 { return float64(s.budget.inUse()) })
 	if err != nil {
 		s.nc.Close()
 		return nil, err
@@ -116,7 +113,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 
 	loopCtx, stop := context.WithCancel(context.Background())
 	s.stop = stop
-	go s.streamLoop(loopCtx)
+	go s.ensureLoop(loopCtx)
 	return s, nil
 }
 
@@ -127,10 +124,9 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // the same connection without HTTP.
 func (s *Server) Publisher() *publish.Publisher { return s.pub }
 
-// Ready reports whether NATS is connected and the stream was verified
-// (or ensured) on
+// Ready reports whether NATS is connected and the stream was ensured on
 // this connection.
-func (s *Server) Ready() bool { return s.nc.IsConnected() && s.streamOK.Load() }
+func (s *Server) Ready() bool { return s.nc.IsConnected() && s.ensured.Load() }
 
 // Close stops the background work and drains the NATS connection, waiting
 // up to 10 s for the drain. Calls after the first return nil.
@@ -160,12 +156,9 @@ func (s *Server) kick() {
 	}
 }
 
-// streamLoop verifies the stream after every (re)connect, retrying with
-// backoff while connected until it matches the config; with
-// Config.EnsureStream it creates or updates it instead. It ends when ctx
-// is done. Until it succeeds the server is not ready and /readyz says
-// what is missing or differs.
-func (s *Server) streamLoop(ctx context.Context) {
+// ensureLoop ensures the stream after every (re)connect, retrying with
+// backoff while connected until it succeeds. It ends when ctx is done.
+func (s *Server) ensureLoop(ctx context.Context) {
 	defer close(s.done)
 	for {
 		select {
@@ -176,23 +169,14 @@ func (s *Server) streamLoop(ctx context.Context) {
 		backoff := 100 * time.Millisecond
 		for s.nc.IsConnected() {
 			ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			what := "verified"
-			check := stream.Verify
-			if s.cfg.EnsureStream {
-				what, check = "ensured", stream.Ensure
-			}
-			_, err := check(ectx, s.js, s.cfg.Stream)
+			_, err := stream.Ensure(ectx, s.js, s.cfg.Stream)
 			cancel()
 			if err == nil {
-				s.streamProblem.Store(nil)
-				s.streamOK.Store(true)
-				s.log.Info("stream "+what, "stream", s.cfg.Stream.Name)
+				s.ensured.Store(true)
+				s.log.Info("stream ensured", "stream", s.cfg.Stream.Name)
 				break
 			}
-			problem := err.Error()
-			if p := s.streamProblem.Swap(&problem); p == nil || *p != problem {
-				s.log.Warn("stream not ready; trying again until it is", "stream", s.cfg.Stream.Name, "ensure", s.cfg.EnsureStream, "err", err, "retry_in", backoff)
-			}
+			s.log.Warn("ensure stream", "stream", s.cfg.Stream.Name, "err", err, "retry_in", backoff)
 			t := time.NewTimer(backoff)
 			select {
 			case <-ctx.Done():
@@ -215,12 +199,8 @@ func (s *Server) routes() http.Handler {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "nats " + s.nc.Status().String()})
 			return
 		}
-		if !s.streamOK.Load() {
-			status := "stream " + s.cfg.Stream.Name + " not verified yet"
-			if p := s.streamProblem.Load(); p != nil {
-				status = "stream " + s.cfg.Stream.Name + " not ready: " + *p
-			}
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": status})
+		if !s.ensured.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "stream " + s.cfg.Stream.Name + " not ensured yet"})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

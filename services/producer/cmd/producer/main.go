@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,6 +51,11 @@ func (t *tokens) Set(v string) error {
 	return nil
 }
 
+// memoryOverhead is the Go memory limit's allowance, above the in-flight
+// budget, for what every producer holds: its code, connections, metrics
+// and the WEBP module.
+const memoryOverhead = 256 << 20
+
 func run(args []string) error {
 	fs := flag.NewFlagSet("producer", flag.ContinueOnError)
 	var (
@@ -59,13 +65,17 @@ func run(args []string) error {
 		embedded = fs.Bool("embedded-nats", false, "start an embedded NATS server with JetStream on --nats-url's host:port")
 		storeDir = fs.String("store-dir", "", "JetStream storage of the embedded NATS server (default: a new temporary directory)")
 		level    = fs.String("log-level", "info", "log level: debug, info, warn, error")
+		readTO   = fs.Duration("read-timeout", 2*time.Minute, "longest time to read one request, headers and body; a body still arriving then gets 408 body_timeout")
+		idleTO   = fs.Duration("idle-timeout", time.Minute, "how long an idle keep-alive connection stays open")
 	)
 	fs.StringVar(&cfg.NATSURL, "nats-url", producer.DefaultNATSURL, "NATS URL, comma-separated for a cluster")
 	cfg.Stream.Flags(fs)
-	fs.BoolVar(&cfg.EnsureStream, "ensure-stream", false, "create or update the stream and its bucket to the --stream-* flags instead of only verifying them (needs the admin user's rights; on with --embedded-nats)")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", producer.DefaultMaxBodyBytes, "largest accepted request body in bytes")
 	fs.Int64Var(&cfg.InlineLimit, "inline-limit", 0, "largest image sent inside its NATS message; larger ones go through the OUTPUTS_LARGE object store by reference (default 1 MiB, at most NATS max_payload - 64 KiB; -1 sends all inline)")
 	fs.Int64Var(&cfg.MaxFrameBytes, "max-frame-bytes", publish.DefaultMaxFrame, "largest encoded image in bytes; larger ones get 413 frame_too_large")
+	fs.Int64Var(&cfg.MaxInflightBytes, "max-inflight-bytes", producer.DefaultMaxInflightBytes, "memory budget of all requests in flight (bodies as they arrive, images being decoded or encoded); a request that cannot get its share within --overload-wait gets 503 overloaded")
+	fs.IntVar(&cfg.MaxPixels, "max-pixels", producer.DefaultMaxPixels, "largest image in pixels (width × height) that is decoded or encoded; larger ones get 413 image_too_large")
+	fs.DurationVar(&cfg.OverloadWait, "overload-wait", producer.DefaultOverloadWait, "how long a request waits for its share of --max-inflight-bytes before 503 overloaded")
 	fs.Var(&toks, "token", "accepted bearer token; repeat or comma-separate; none disables auth")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("FRAMECAST")); err != nil {
 		return err
@@ -78,6 +88,11 @@ func run(args []string) error {
 	cfg.Logger, cfg.Tokens = log, toks
 	for _, v := range envcheck.Unknown(fs, "FRAMECAST", os.Environ()) {
 		log.Warn("environment variable ignored: no producer setting has this name", v.Attrs()...)
+	}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cfg.MaxInflightBytes > 0 {
+		// The garbage of finished requests is collected before the heap
+		// grows far past the budget, so the process stays near it.
+		debug.SetMemoryLimit(cfg.MaxInflightBytes + memoryOverhead)
 	}
 	cfg.Registry = prometheus.NewRegistry()
 	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -104,8 +119,6 @@ func run(args []string) error {
 		defer ns.WaitForShutdown()
 		defer ns.Shutdown()
 		log.Info("embedded nats started", "url", ns.ClientURL())
-		// The producer owns this server: it applies the stream itself.
-		cfg.EnsureStream = true
 	}
 
 	srv, err := producer.New(ctx, cfg)
@@ -118,7 +131,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: *readTO, IdleTimeout: *idleTO}
 	fmt.Printf("producer listening on http://%s\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
