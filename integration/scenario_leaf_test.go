@@ -52,6 +52,14 @@ func (h *gpuHost) cut() {
 	}
 }
 
+// blackhole silences the host's WAN: the open links forward nothing and
+// never close, as when a WAN drops packets; new ones are refused.
+func (h *gpuHost) blackhole() {
+	for _, l := range h.links {
+		l.Blackhole()
+	}
+}
+
 // restore lets the host's leaf reach the hub again.
 func (h *gpuHost) restore() {
 	for _, l := range h.links {
@@ -267,8 +275,21 @@ func (hl *hostLoad) waitOK(t testing.TB, ctx context.Context, n int) {
 // frames (by reference, through the bucket) included, and the other host
 // publishes throughout with 200s only. Every acknowledged frame reaches
 // every client that wants it once and in order.
-func TestLeafWANCut(t *testing.T) {
-	const cutFor = 10 * time.Second
+func TestLeafWANCut(t *testing.T) { leafCut(t, (*gpuHost).cut) }
+
+// TestLeafWANSilentCut is TestLeafWANCut with a WAN that goes silent
+// instead of closing the links: the leaf's link to the hub stays open and
+// dead, and only the leaf's pings (leaf.conf's ping_interval) can find
+// out. Publishes sent into the dead link get no acknowledgement and are
+// answered 503 when the producer's publish timeout ends; some of them may
+// be stored when they did reach the hub, and their retries must not store
+// them again. The host publishes again within a minute of the restore,
+// long before the default ping interval (2 minutes) would notice.
+func TestLeafWANSilentCut(t *testing.T) { leafCut(t, (*gpuHost).blackhole) }
+
+// leafCut is the WAN cut scenario, the host's links severed by sever.
+func leafCut(t *testing.T, sever func(*gpuHost)) {
+	const cutFor, relink = 10 * time.Second, time.Minute
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	lt := newLeafTopology(t, leafOptions{hosts: []string{"gpu-a", "gpu-b"}, gateways: 2,
@@ -296,28 +317,31 @@ func TestLeafWANCut(t *testing.T) {
 	loadB.waitOK(t, ctx, 60)
 
 	okA, okB := loadA.okAnswers(), loadB.okAnswers()
-	a.cut()
+	sever(a)
 	cutAt := time.Now()
 	t.Logf("WAN of %s cut at %d+%d acknowledged frames", a.name, okA, okB)
-	// The leaf notices at once (its connections close): the producer
-	// keeps its own connection, to the leaf, and answers 503.
+	// The producer keeps its own connection, to the leaf, and answers
+	// 503.
 	time.Sleep(cutFor)
 	restoreAt := time.Now()
 	duringB := loadB.okAnswers() - okB
 	a.restore()
 	t.Logf("WAN of %s restored after %v; %s acknowledged %d frames meanwhile", a.name, restoreAt.Sub(cutAt).Round(time.Millisecond), b.name, duringB)
-	ctxLink, cancelLink := context.WithTimeout(ctx, 30*time.Second)
+	ctxLink, cancelLink := context.WithTimeout(ctx, relink)
 	if err := a.leaf.WaitLinked(ctxLink, "producer", natsPasswords["producer"]); err != nil {
-		t.Errorf("%s relinked: %v", a.name, err)
+		t.Fatalf("%s not linked to the hub again %v after the restore: %v", a.name, relink, err)
 	}
 	cancelLink()
 	loadA.waitOK(t, ctx, loadA.okAnswers()+60)
+	// Requests still in flight are abandoned by the cancel: counted
+	// before it.
+	transportErrors := loadA.transportErrors() + loadB.transportErrors()
 	pcancel()
 	pwg.Wait()
 
 	during := loadA.answers.within(cutAt, restoreAt)
-	if len(during) < 5 {
-		t.Errorf("%s: %d publishes answered during the cut; want at least 5 (the producer kept being called)", a.name, len(during))
+	if len(during) < 3 {
+		t.Errorf("%s: %d publishes answered during the cut; want one for each of its 3 publishers at least (the producer kept being called)", a.name, len(during))
 	}
 	largeDuring := 0
 	for _, x := range during {
@@ -332,8 +356,8 @@ func TestLeafWANCut(t *testing.T) {
 	if largeDuring == 0 {
 		t.Errorf("%s: no large frame was published during the cut; want some, retried after it", a.name)
 	}
-	if n := loadA.transportErrors() + loadB.transportErrors(); n != 0 {
-		t.Errorf("%d publishes got no HTTP answer; want an answer to each", n)
+	if transportErrors != 0 {
+		t.Errorf("%d publishes got no HTTP answer; want an answer to each", transportErrors)
 	}
 	// The other host is not touched by the cut: 200 to every publish, and
 	// it kept publishing while the link was down.
@@ -365,8 +389,9 @@ func TestLeafWANCut(t *testing.T) {
 // checkKeysStoredOnce reads every message of the stream and fails if two
 // carry the same Nats-Msg-Id (the producer derives it from the
 // Idempotency-Key, so a retry stored twice would show) or if the stream
-// holds another number of frames than the acked ones. It returns how many
-// are stored by reference to the bucket.
+// holds fewer frames than were acknowledged. It may hold more: a request
+// abandoned when the publishers stop can be stored without its 200. It
+// returns how many frames are stored by reference to the bucket.
 func checkKeysStoredOnce(t *testing.T, ctx context.Context, js jetstream.JetStream, acked int) (byReference int) {
 	t.Helper()
 	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
@@ -397,9 +422,9 @@ func checkKeysStoredOnce(t *testing.T, ctx context.Context, js jetstream.JetStre
 			byReference++
 		}
 	}
-	if len(seen) != acked {
-		t.Errorf("stream holds %d frames; want the %d acknowledged", len(seen), acked)
+	if len(seen) < acked {
+		t.Errorf("stream holds %d frames; want the %d acknowledged at least", len(seen), acked)
 	}
-	t.Logf("stream holds %d frames, each key once, %d by reference", len(seen), byReference)
+	t.Logf("stream holds %d frames (%d acknowledged), each key once, %d by reference", len(seen), acked, byReference)
 	return byReference
 }

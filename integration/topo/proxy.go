@@ -1,23 +1,29 @@
 package topo
 
 import (
-	"io"
 	"net"
 	"sync"
 )
 
 // Proxy forwards loopback TCP connections to a target address until the
 // test cuts it. Cut closes every open connection and refuses new ones (they
-// are accepted and closed at once); Restore forwards again. Its methods are
-// safe for concurrent use; the Env closes it at cleanup.
+// are accepted and closed at once); Blackhole refuses new ones too but
+// leaves the open ones open, forwarding nothing on them ever again, as a
+// WAN that drops packets without a word does; Restore forwards new
+// connections again. Its methods are safe for concurrent use; the Env
+// closes it at cleanup.
 type Proxy struct {
 	ln     net.Listener
 	target string
+	closed chan struct{} // closed by Close
 
 	mu    sync.Mutex
 	cut   bool
 	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	// dead are the connections a Blackhole silenced.
+	dead map[net.Conn]bool
+	wg   sync.WaitGroup
+	once sync.Once
 }
 
 // StartProxy listens on a free loopback port and forwards to target.
@@ -27,7 +33,7 @@ func (e *Env) StartProxy(target string) *Proxy {
 	if err != nil {
 		e.T.Fatal(err)
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, target: target, closed: make(chan struct{}), conns: map[net.Conn]struct{}{}, dead: map[net.Conn]bool{}}
 	p.wg.Add(1)
 	go p.accept()
 	e.T.Cleanup(p.Close)
@@ -50,6 +56,18 @@ func (p *Proxy) Cut() {
 	}
 }
 
+// Blackhole refuses new connections and stops forwarding on the open ones
+// without closing them: their ends learn of it only from their own
+// timeouts. They stay silent until Close.
+func (p *Proxy) Blackhole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	for c := range p.conns {
+		p.dead[c] = true
+	}
+}
+
 // Restore forwards new connections again.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
@@ -59,6 +77,7 @@ func (p *Proxy) Restore() {
 
 // Close stops the proxy and closes its connections.
 func (p *Proxy) Close() {
+	p.once.Do(func() { close(p.closed) })
 	p.ln.Close()
 	p.Cut()
 	p.wg.Wait()
@@ -97,7 +116,37 @@ func (p *Proxy) untrack(cs ...net.Conn) {
 	defer p.mu.Unlock()
 	for _, c := range cs {
 		delete(p.conns, c)
+		delete(p.dead, c)
 		c.Close()
+	}
+}
+
+// silenced reports whether a Blackhole silenced c.
+func (p *Proxy) silenced(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dead[c]
+}
+
+// copy forwards src to dst until either fails or a Blackhole silences
+// src; a silenced connection is then held open, forwarding nothing, until
+// the proxy closes.
+func (p *Proxy) copy(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if p.silenced(src) {
+			<-p.closed
+			return
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 
@@ -119,7 +168,7 @@ func (p *Proxy) forward(c net.Conn) {
 	wg.Add(2)
 	pipe := func(dst, src net.Conn) {
 		defer wg.Done()
-		io.Copy(dst, src)
+		p.copy(dst, src)
 		// One direction ending ends both: NATS has no half-close.
 		dst.Close()
 		src.Close()

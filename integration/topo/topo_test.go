@@ -123,3 +123,43 @@ func TestProxyCutAndRestore(t *testing.T) {
 		t.Errorf("flush after restore: %v", err)
 	}
 }
+
+// TestProxyBlackhole checks that a blackholed proxy keeps the open
+// connection open but forwards nothing on it, ever, and refuses new ones
+// until restored.
+func TestProxyBlackhole(t *testing.T) {
+	env := topo.NewEnv(t, bins)
+	n := env.StartNATS(topo.NATSOptions{})
+	p := env.StartProxy(n.Nodes[0].URL()[len("nats://"):])
+	nc, err := nats.Connect(p.URL(), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := nc.Flush(); err != nil {
+		t.Fatalf("flush before the blackhole: %v", err)
+	}
+	p.Blackhole()
+	if err := nc.FlushTimeout(300 * time.Millisecond); err == nil {
+		t.Error("flush through a blackholed proxy: got a pong; want none")
+	}
+	if !nc.IsConnected() {
+		t.Errorf("connection status %v; want it left open", nc.Status())
+	}
+	if c, err := nats.Connect(p.URL(), nats.NoReconnect(), nats.Timeout(time.Second)); err == nil {
+		c.Close()
+		t.Error("new connection through a blackholed proxy: connected; want refused")
+	}
+	p.Restore()
+	fresh, err := nats.Connect(p.URL(), nats.NoReconnect())
+	if err != nil {
+		t.Fatalf("new connection after restore: %v", err)
+	}
+	defer fresh.Close()
+	if err := fresh.Flush(); err != nil {
+		t.Errorf("flush on a new connection after restore: %v", err)
+	}
+	if err := nc.FlushTimeout(300 * time.Millisecond); err == nil {
+		t.Error("flush on the blackholed connection after restore: got a pong; want it silent still")
+	}
+}
