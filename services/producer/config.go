@@ -37,8 +37,16 @@ type Config struct {
 	// NATSURL is one NATS URL or a comma-separated list of a cluster's
 	// URLs; default DefaultNATSURL.
 	NATSURL string
-	// Stream is the OUTPUTS stream the server ensures after each connect.
+	// Stream is the OUTPUTS stream the server verifies after each
+	// connect: it is not ready while the stream or its bucket is missing
+	// or differs.
 	Stream stream.Config
+	// EnsureStream makes the server create or update the stream and its
+	// bucket to Stream after each connect instead of verifying them. That
+	// needs the rights to change both streams, which only the admin user
+	// of deploy/nats/accounts.conf holds (or a server without
+	// authorization, as an embedded one); default off.
+	EnsureStream bool
 	// MaxBodyBytes bounds a request body; larger requests get 413. Default
 	// 64 MiB. A raw float32 batch needs 16 bytes per RGBA pixel.
 	MaxBodyBytes int64

@@ -36,7 +36,7 @@ func newMetrics(reg *prometheus.Registry, ready, inflight func() float64) (*metr
 			Help: "Time to publish every frame (or the event) of one request and get the acknowledgements.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 	}
 	readyGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "ready",
-		Help: "1 when NATS is connected and the stream ensured, else 0."}, ready)
+		Help: "1 when NATS is connected and the stream verified (or ensured), else 0."}, ready)
 	inflightGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "inflight_bytes",
 		Help: "Bytes of the in-flight memory budget (--max-inflight-bytes) that requests hold now: bodies and images being decoded or encoded."}, inflight)
 	for _, c := range []prometheus.Collector{m.requests, m.errors, m.frames, m.bytes, m.events, m.encode, m.publish, readyGauge, inflightGauge} {

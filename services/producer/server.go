@@ -21,7 +21,8 @@ import (
 )
 
 // Server is the producer service. Its handler is safe for concurrent use.
-// It owns one goroutine, which ensures the stream after every NATS
+// It owns one goroutine, which verifies the stream (or, with
+// Config.EnsureStream, ensures it) after every NATS
 // (re)connect; Close ends it.
 type Server struct {
 	cfg        Config
@@ -34,17 +35,21 @@ type Server struct {
 	handler    http.Handler
 	retryAfter int // seconds
 
-	ensured atomic.Bool   // the stream was ensured on the current connection
-	wake    chan struct{} // (re)connected: ensure the stream
-	closed  chan struct{} // NATS connection closed
-	stop    context.CancelFunc
-	done    chan struct{} // ensure loop ended
-	once    sync.Once
+	streamOK atomic.Bool // the stream was verified (or ensured) on the current connection
+	// streamProblem is why the stream is not ready: the last failed
+	// verification or ensure, until one passes.
+	streamProblem atomic.Pointer[string]
+	wake          chan struct{} // (re)connected: verify the stream
+	closed        chan struct{} // NATS connection closed
+	stop          context.CancelFunc
+	done          chan struct{} // stream loop ended
+	once          sync.Once
 }
 
 // New validates cfg, fills its defaults and connects to NATS. It returns
 // even when NATS is unreachable: the connection retries forever, and the
-// stream is ensured in the background once it is up. ctx bounds only New.
+// stream is verified (or ensured) in the background once it is up. ctx
+// bounds only New.
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -76,11 +81,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			s.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
-			s.ensured.Store(false)
+			s.streamOK.Store(false)
 			s.kick()
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			s.ensured.Store(false)
+			s.streamOK.Store(false)
 			if err != nil {
 				s.log.Warn("nats disconnected", "err", err)
 			}
@@ -113,7 +118,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 
 	loopCtx, stop := context.WithCancel(context.Background())
 	s.stop = stop
-	go s.ensureLoop(loopCtx)
+	go s.streamLoop(loopCtx)
 	return s, nil
 }
 
@@ -124,9 +129,10 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // the same connection without HTTP.
 func (s *Server) Publisher() *publish.Publisher { return s.pub }
 
-// Ready reports whether NATS is connected and the stream was ensured on
+// Ready reports whether NATS is connected and the stream was verified
+// (or ensured) on
 // this connection.
-func (s *Server) Ready() bool { return s.nc.IsConnected() && s.ensured.Load() }
+func (s *Server) Ready() bool { return s.nc.IsConnected() && s.streamOK.Load() }
 
 // Close stops the background work and drains the NATS connection, waiting
 // up to 10 s for the drain. Calls after the first return nil.
@@ -156,9 +162,12 @@ func (s *Server) kick() {
 	}
 }
 
-// ensureLoop ensures the stream after every (re)connect, retrying with
-// backoff while connected until it succeeds. It ends when ctx is done.
-func (s *Server) ensureLoop(ctx context.Context) {
+// streamLoop verifies the stream after every (re)connect, retrying with
+// backoff while connected until it matches the config; with
+// Config.EnsureStream it creates or updates it instead. It ends when ctx
+// is done. Until it succeeds the server is not ready and /readyz says
+// what is missing or differs.
+func (s *Server) streamLoop(ctx context.Context) {
 	defer close(s.done)
 	for {
 		select {
@@ -169,14 +178,23 @@ func (s *Server) ensureLoop(ctx context.Context) {
 		backoff := 100 * time.Millisecond
 		for s.nc.IsConnected() {
 			ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := stream.Ensure(ectx, s.js, s.cfg.Stream)
+			what := "verified"
+			check := stream.Verify
+			if s.cfg.EnsureStream {
+				what, check = "ensured", stream.Ensure
+			}
+			_, err := check(ectx, s.js, s.cfg.Stream)
 			cancel()
 			if err == nil {
-				s.ensured.Store(true)
-				s.log.Info("stream ensured", "stream", s.cfg.Stream.Name)
+				s.streamProblem.Store(nil)
+				s.streamOK.Store(true)
+				s.log.Info("stream "+what, "stream", s.cfg.Stream.Name)
 				break
 			}
-			s.log.Warn("ensure stream", "stream", s.cfg.Stream.Name, "err", err, "retry_in", backoff)
+			problem := err.Error()
+			if p := s.streamProblem.Swap(&problem); p == nil || *p != problem {
+				s.log.Warn("stream not ready; trying again until it is", "stream", s.cfg.Stream.Name, "ensure", s.cfg.EnsureStream, "err", err, "retry_in", backoff)
+			}
 			t := time.NewTimer(backoff)
 			select {
 			case <-ctx.Done():
@@ -199,8 +217,12 @@ func (s *Server) routes() http.Handler {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "nats " + s.nc.Status().String()})
 			return
 		}
-		if !s.ensured.Load() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "stream " + s.cfg.Stream.Name + " not ensured yet"})
+		if !s.streamOK.Load() {
+			status := "stream " + s.cfg.Stream.Name + " not verified yet"
+			if p := s.streamProblem.Load(); p != nil {
+				status = "stream " + s.cfg.Stream.Name + " not ready: " + *p
+			}
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": status})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -70,6 +70,7 @@ func run(args []string) error {
 	)
 	fs.StringVar(&cfg.NATSURL, "nats-url", producer.DefaultNATSURL, "NATS URL, comma-separated for a cluster")
 	cfg.Stream.Flags(fs)
+	fs.BoolVar(&cfg.EnsureStream, "ensure-stream", false, "create or update the stream and its bucket to the --stream-* flags instead of only verifying them (needs the admin user's rights; on with --embedded-nats)")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", producer.DefaultMaxBodyBytes, "largest accepted request body in bytes")
 	fs.Int64Var(&cfg.InlineLimit, "inline-limit", 0, "largest image sent inside its NATS message; larger ones go through the OUTPUTS_LARGE object store by reference (default 1 MiB, at most NATS max_payload - 64 KiB; -1 sends all inline)")
 	fs.Int64Var(&cfg.MaxFrameBytes, "max-frame-bytes", publish.DefaultMaxFrame, "largest encoded image in bytes; larger ones get 413 frame_too_large")
@@ -119,6 +120,8 @@ func run(args []string) error {
 		defer ns.WaitForShutdown()
 		defer ns.Shutdown()
 		log.Info("embedded nats started", "url", ns.ClientURL())
+		// The producer owns this server: it applies the stream itself.
+		cfg.EnsureStream = true
 	}
 
 	srv, err := producer.New(ctx, cfg)
