@@ -20,9 +20,10 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## build static binaries into bin/
+build: ## build static binaries into bin/; the producer and framecast with the encoders ENCODERS picks (mk/encode.mk)
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ ./services/producer/cmd/... ./services/gateway/cmd/... ./services/framecast/cmd/...
+	$(GO) build -trimpath -o $(BIN)/ ./services/gateway/cmd/...
+	$(ENCODER_BUILD) -o $(BIN)/ ./services/producer/cmd/... ./services/framecast/cmd/...
 
 .PHONY: fmt-check
 fmt-check: ## fail when gofmt would change a file
@@ -33,7 +34,7 @@ vet: ## go vet every module
 	$(GO) vet work
 
 .PHONY: test
-test: deps fmt-check vet test-go test-comfyui ## install what the tests need (make deps), gofmt check, go vet, go test -race over every module, the ComfyUI node's tests
+test: deps fmt-check vet test-go test-encoders test-comfyui ## install what the tests need (make deps), gofmt check, go vet, go test -race over every module (pure-Go encoders), then the encoders and producer again with -tags turbo, the ComfyUI node's tests
 
 .PHONY: test-go
 test-go: ## go test -race over every module, uncached (integration builds its binaries at run time, which the test cache cannot see)

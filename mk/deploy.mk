@@ -14,7 +14,9 @@ CADDY_VERSION ?= v2.11.9
 IMAGE_NAMES := gateway producer nats caddy
 # nodynamic keeps the WEBP encoder on wazero instead of dlopen'ing a system
 # libwebp: without it the binary is dynamically linked and cannot run in a
-# scratch image.
+# scratch image. The producer is built with ENCODER_BUILD (mk/encode.mk):
+# the accelerated encoders, statically linked, where their archives are
+# installed.
 SERVICE_BUILD := CGO_ENABLED=0 $(GO) build -trimpath -tags nodynamic -ldflags='-s -w'
 
 # Each image's build context is its own directory holding the binary and
@@ -25,7 +27,9 @@ $(IMAGES_DIR)/%/data:
 .PHONY: image-bins
 image-bins: $(addsuffix /data,$(addprefix $(IMAGES_DIR)/,$(IMAGE_NAMES))) ## build the static binaries the images hold
 	$(SERVICE_BUILD) -o $(IMAGES_DIR)/gateway/gateway ./services/gateway/cmd/gateway
-	$(SERVICE_BUILD) -o $(IMAGES_DIR)/producer/producer ./services/producer/cmd/producer
+	$(ENCODER_BUILD) -o $(IMAGES_DIR)/producer/producer ./services/producer/cmd/producer
+	@if readelf -d $(IMAGES_DIR)/producer/producer | grep -q NEEDED; then \
+	  echo "$(IMAGES_DIR)/producer/producer needs shared libraries; a scratch image cannot run it"; exit 1; fi
 	@if [ ! -x $(IMAGES_DIR)/nats/nats-server ] || [ "$$(cat $(IMAGES_DIR)/nats/version 2>/dev/null)" != "$(NATS_VERSION)" ]; then \
 	  echo "building nats-server $(NATS_VERSION)"; \
 	  GOWORK=off GOBIN=$(CURDIR)/$(IMAGES_DIR)/nats CGO_ENABLED=0 $(GO) install -trimpath -ldflags='-s -w' github.com/nats-io/nats-server/v2@$(NATS_VERSION) && \

@@ -1,4 +1,5 @@
-# What the tests need besides Go: gcc and libc6-dev for -race, /usr/bin/python3
+# What the tests need besides Go: gcc and libc6-dev for -race,
+# libturbojpeg0-dev and libwebp-dev for the accelerated encoders, /usr/bin/python3
 # with numpy and PIL, and /usr/bin/chromium (tools/deps.sh). The test targets
 # run deps first, so `make test` sets up a fresh Debian machine by itself.
 

@@ -5,9 +5,9 @@ FRAMECAST_RUN_FLAGS ?=
 
 .PHONY: run
 run: ## start NATS, producer API and gateway with the live viewer on :8080 (flags: FRAMECAST_RUN_FLAGS)
-	$(GO) run ./services/framecast/cmd/framecast run $(FRAMECAST_RUN_FLAGS)
+	$(ENCODER_RUN) ./services/framecast/cmd/framecast run $(FRAMECAST_RUN_FLAGS)
 
 .PHONY: cli
 cli: ## build bin/framecast (run, publish, tail)
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/framecast ./services/framecast/cmd/framecast
+	$(ENCODER_BUILD) -o $(BIN)/framecast ./services/framecast/cmd/framecast

@@ -3,7 +3,7 @@
 
 .PHONY: producer
 producer: ## run the producer on :8081 with an embedded NATS server
-	$(GO) run ./services/producer/cmd/producer --embedded-nats
+	$(ENCODER_RUN) ./services/producer/cmd/producer --embedded-nats
 
 .PHONY: test-producer
 test-producer: ## go test -race the producer and its publish library

@@ -5,6 +5,9 @@
 # missing, so it is quick on a machine that has everything.
 #
 #   gcc, libc6-dev  go test -race needs cgo
+#   libturbojpeg0-dev, libwebp-dev
+#                   the accelerated encoders (-tags turbo, make test-encoders;
+#                   make build links their static archives, mk/encode.mk)
 #   python3-numpy   the ComfyUI node and its tests (/usr/bin/python3)
 #   python3-pil     the seed's encoder, for PIL's figures in make bench-encode
 #   chromium        the browser tests (/usr/bin/chromium, or FRAMECAST_CHROMIUM);
@@ -14,6 +17,8 @@ set -euo pipefail
 need=()
 command -v gcc >/dev/null || need+=(gcc)
 [ -e /usr/include/stdlib.h ] || need+=(libc6-dev)
+[ -e /usr/include/turbojpeg.h ] || need+=(libturbojpeg0-dev)
+[ -e /usr/include/webp/encode.h ] || need+=(libwebp-dev)
 if [ -x /usr/bin/python3 ]; then
   /usr/bin/python3 -c 'import numpy' 2>/dev/null || need+=(python3-numpy)
   /usr/bin/python3 -c 'import PIL' 2>/dev/null || need+=(python3-pil)
