@@ -13,16 +13,35 @@
 // undefined; it is 0 on the x86 hosts the seed runs on). See [FromFloat32],
 // [FromFloat32LE], [SplitFloat32LE] and [SplitUint8].
 //
+// # Two builds
+//
+// The lossy encoders are chosen at build time. By default they are pure
+// Go (and libwebp under wazero, below), so CGO_ENABLED=0 builds work. With
+// -tags turbo (and CGO_ENABLED=1) JPEG is encoded by libjpeg-turbo's
+// TurboJPEG API and lossy WEBP by libwebp, through cgo, with PIL's settings:
+// for the same pixels, format and quality the output is byte for byte
+// PIL's (TestLossyMatchesPIL), at PIL's speed. The cgo build links the
+// static archives of Debian's libturbojpeg0-dev and libwebp-dev (by name,
+// -l:libturbojpeg.a -l:libwebp.a), so its binaries need neither library at
+// run time; linked with -extldflags=-static they are fully static for the
+// scratch images (mk/encode.mk). PNG and lossless WEBP are the same in
+// both builds. [Accelerated] and [Backend] say which build this is. The
+// turbo tag without cgo is a compile error, not a silent fallback.
+//
 // # Formats
 //
 //   - JPEG: image/jpeg at the requested quality (4:2:0 chroma, as PIL's
-//     default). JPEG has no alpha: the colour channels of an RGBA image are
-//     encoded as they are and alpha is dropped.
+//     default), or with -tags turbo libjpeg-turbo as PIL calls it (4:2:0,
+//     accurate integer DCT, baseline, standard Huffman tables). JPEG has
+//     no alpha: the colour channels of an RGBA image are encoded as they
+//     are and alpha is dropped.
 //   - PNG: image/png with zlib's fastest level, as the seed's
 //     compress_level=1; quality is ignored. Go's flate at BestSpeed is not
 //     zlib level 1, so sizes differ from PIL's, but the pixels are exact.
 //   - WEBP, quality 1..99: lossy, quality honoured, by libwebp 1.4.0
-//     (github.com/gen2brain/webp v0.5.5), method 4 as PIL's default.
+//     (github.com/gen2brain/webp v0.5.5), method 4 as PIL's default; with
+//     -tags turbo by the system's libwebp with the same settings
+//     (WEBP_PRESET_DEFAULT at the quality, method 4).
 //   - WEBP, quality 100: lossless (VP8L) by the pure-Go encoder
 //     github.com/HugoSmits86/nativewebp, so the decoded pixels are exact.
 //     This differs from the seed, where PIL's quality=100 is still lossy.
