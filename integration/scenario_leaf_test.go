@@ -84,10 +84,10 @@ func newLeafTopology(t testing.TB, o leafOptions) *leafTopology {
 	_, natsEnv := deployedAccounts(t)
 	env := topo.NewEnv(t, bins)
 	lt := &leafTopology{env: env, hub: env.StartHub(topo.HubOptions{
-		Env: natsEnv, User: "gateway", Password: natsPasswords["gateway"],
+		Env: natsEnv, User: "admin", Password: natsPasswords["admin"],
 	})}
-	ensureStream(t, lt.hub, len(lt.hub.Nodes))
 	streamFlag := fmt.Sprintf("--stream-replicas=%d", len(lt.hub.Nodes))
+	lt.hub.EnsureStream([]string{streamFlag})
 	for i := range o.gateways {
 		lt.gateways = append(lt.gateways, env.StartGateway(fmt.Sprintf("gw%d", i),
 			lt.hub.URLWithUser("gateway", natsPasswords["gateway"]), "--allow-anonymous", streamFlag))
@@ -113,32 +113,6 @@ func newLeafTopology(t testing.TB, o leafOptions) *leafTopology {
 		lt.hosts = append(lt.hosts, h)
 	}
 	return lt
-}
-
-// ensureStream creates the stream and its bucket with the hub's test
-// user, before any service starts, as `framecast stream ensure` does in a
-// deployment; a cluster that has just formed may not place the replicas
-// yet, so it retries.
-func ensureStream(t testing.TB, hub *topo.NATS, replicas int) {
-	t.Helper()
-	js, err := jetstream.New(hub.Connect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for {
-		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := stream.Ensure(rctx, js, stream.Config{Replicas: replicas})
-		rcancel()
-		if err == nil {
-			return
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("ensure stream: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // gatewayURLs lists the gateways' base URLs starting at index first.
