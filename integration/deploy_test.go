@@ -69,6 +69,7 @@ func TestDeployedSettingsExist(t *testing.T) {
 		"comfyui-producer.yaml container framecast-producer",
 		"docker-compose.yml service gateway-1",
 		"docker-compose.yml service gateway-2",
+		"docker-compose.yml service gpu-producer",
 		"docker-compose.yml service producer",
 		"gateway.yaml container gateway",
 	}

@@ -11,6 +11,14 @@
 #     through the producer and sees it arrive; each batch holds small
 #     frames and one larger than the producer's inline limit (1 MiB), which
 #     travels through the OUTPUTS_LARGE object store (R3 like the stream);
+#     then the GPU host (gpu-leaf, a NATS leaf node, and gpu-producer,
+#     which reaches the hub only through it) publishes a batch through its
+#     leaf, large frame included; its WAN is cut for 20 s (the hub's
+#     servers taken off the network wan) while it is called: every
+#     publish is answered 503 with Retry-After; after the restore the cut
+#     frame, retried with the same Idempotency-Key, and a second batch are
+#     stored, and a tail through Caddy gets all of them exactly once, in
+#     order, byte for byte;
 #  5. kills the gateway that tail is on and the NATS node that leads the
 #     OUTPUTS stream, publishes a second batch (retrying with the same
 #     Idempotency-Key while the cluster fails over);
@@ -23,7 +31,7 @@
 #
 # Exits 0 on success and prints "compose-smoke: 1 passed, 0 failed".
 # Ports (loopback): SMOKE_PORT_BASE (default 18080) for Caddy, +1 for the
-# producer, +142..+144 for NATS monitoring.
+# producer, +2 for the GPU host's producer, +142..+144 for NATS monitoring.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -36,8 +44,10 @@ export FRAMECAST_PRODUCER_PORT=$((BASE + 1))
 export FRAMECAST_NATS_1_MONITOR_PORT=$((BASE + 142))
 export FRAMECAST_NATS_2_MONITOR_PORT=$((BASE + 143))
 export FRAMECAST_NATS_3_MONITOR_PORT=$((BASE + 144))
+export FRAMECAST_GPU_PRODUCER_PORT=$((BASE + 2))
 LB=http://127.0.0.1:$FRAMECAST_LB_PORT
 PRODUCER=http://127.0.0.1:$FRAMECAST_PRODUCER_PORT
+GPU_PRODUCER=http://127.0.0.1:$FRAMECAST_GPU_PRODUCER_PORT
 # Frames per batch: BATCH-1 small ones, then one large one.
 BATCH=7
 # LARGE_SIDE x LARGE_SIDE RGB noise: a PNG of about 1.5 MB, above the
@@ -47,6 +57,7 @@ LARGE_SIDE=720
 WORK=$(mktemp -d /tmp/framecast-smoke.XXXXXX)
 STARTED_DOCKERD=""
 TAIL_PID=""
+GPU_TAIL_PID=""
 COMPOSE=()
 PASSED=""
 
@@ -60,6 +71,7 @@ cleanup() {
   local rc=$?
   set +e
   [ -n "$TAIL_PID" ] && kill "$TAIL_PID" 2>/dev/null
+  [ -n "$GPU_TAIL_PID" ] && kill "$GPU_TAIL_PID" 2>/dev/null
   if [ ${#COMPOSE[@]} -gt 0 ]; then
     if [ -z "$PASSED" ]; then
       log "stack state and logs at the failure:"
@@ -206,6 +218,49 @@ timeout 60 "$FC" tail --gateway-url "$LB" --output-id "$COMFY_OID" --since 0 --c
 [ "$(grep -c '^seq=.* size=8x8 ' "$WORK/tail-comfy.out")" -eq 2 ] || { cat "$WORK/tail-comfy.out"; fail "tail: want 2 frames of 8x8"; }
 log "viewer, browser client, and a float32 batch published and received through Caddy ($COMFY_OID)"
 
+# check_tails NAME WANT TAIL...: each tail (TAIL.out, images in TAIL.img)
+# got exactly the WANT frames recorded in NAME.seqs, in order, with
+# contiguous sequences and no gap, each image byte for byte the file
+# recorded in NAME.lines.
+check_tails() {
+  python3 - "$WORK" "$@" <<'EOF'
+import os, re, sys
+work, pubname, want, tails = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+pub = [int(l) for l in open("%s/%s.seqs" % (work, pubname)) if l.strip()]
+ok = True
+def check(name, got):
+    global ok
+    if got != pub:
+        print("%s: got seqs %s; want %s" % (name, got, pub))
+        ok = False
+if len(pub) != want or len(set(pub)) != want or pub != list(range(pub[0], pub[0] + want)):
+    print("published seqs %s; want %d contiguous" % (pub, want))
+    ok = False
+for name in tails:
+    text = open("%s/%s.out" % (work, name)).read()
+    if "gap:" in text:
+        print("%s reported a gap" % name)
+        ok = False
+    check(name, [int(s) for s in re.findall(r"^seq=(\d+)", text, re.M)])
+    # Every image saved as <seq>.png is the published file, byte for byte.
+    for line in open("%s/%s.lines" % (work, pubname)):
+        m = re.match(r"seq=(\d+) .* file=(.+)$", line.strip())
+        if not m:
+            print("publish line %r has no seq and file" % line)
+            ok = False
+            continue
+        got = os.path.join(work, name + ".img", m.group(1) + ".png")
+        want = open(m.group(2), "rb").read()
+        if not os.path.exists(got):
+            print("%s: no image saved for seq %s" % (name, m.group(1)))
+            ok = False
+        elif open(got, "rb").read() != want:
+            print("%s: seq %s: got %d bytes; want those of %s (%d bytes)" % (name, m.group(1), os.path.getsize(got), m.group(2), len(want)))
+            ok = False
+sys.exit(0 if ok else 1)
+EOF
+}
+
 # --- 4. First batch, live ---------------------------------------------------
 OID="smoke-$(date +%s)"
 python3 - "$WORK" "$BATCH" "$LARGE_SIDE" <<'EOF'
@@ -245,15 +300,17 @@ done
 [ -n "$gw" ] || fail "tail got no hello from the gateways"
 log "tail is on $gw"
 
-# publish BATCH_DIR KEY: one batch, retried with the same Idempotency-Key
-# until the producer accepts it (503 while NATS fails over).
-publish() {
-  local dir=$1 key=$2 try
+# publish_to PRODUCER_URL OID NAME BATCH_DIR KEY: one batch, retried with
+# the same Idempotency-Key until the producer accepts it (503 while NATS
+# fails over or a GPU host's WAN is cut); the frames are recorded in
+# NAME.seqs and NAME.lines.
+publish_to() {
+  local url=$1 oid=$2 name=$3 dir=$4 key=$5 try
   for try in $(seq 1 90); do
-    if "$FC" publish --producer-url "$PRODUCER" --output-id "$OID" --type png \
+    if "$FC" publish --producer-url "$url" --output-id "$oid" --type png \
       --idempotency-key "$key" --timeout 20s "$dir" >"$WORK/publish-$key.out" 2>"$WORK/publish-$key.err"; then
-      grep -o '^seq=[0-9]*' "$WORK/publish-$key.out" | cut -d= -f2 >>"$WORK/published.seqs"
-      grep '^seq=' "$WORK/publish-$key.out" >>"$WORK/published.lines"
+      grep -o '^seq=[0-9]*' "$WORK/publish-$key.out" | cut -d= -f2 >>"$WORK/$name.seqs"
+      grep '^seq=' "$WORK/publish-$key.out" >>"$WORK/$name.lines"
       log "published batch $key (try $try): seqs $(grep -o '^seq=[0-9]*' "$WORK/publish-$key.out" | cut -d= -f2 | tr '\n' ' ')"
       return 0
     fi
@@ -262,6 +319,7 @@ publish() {
   cat "$WORK/publish-$key.err"
   fail "publish $key: not accepted in 90 tries"
 }
+publish() { publish_to "$PRODUCER" "$OID" published "$@"; }
 frames() { grep -c '^seq=' "$1" 2>/dev/null || true; }
 
 publish "$WORK/a" "$OID-a"
@@ -286,6 +344,75 @@ if c["num_replicas"] != 3 or st["messages"] < 2:
 print("%d messages, %d bytes" % (st["messages"], st["bytes"]))' >"$WORK/bucket.out" 2>&1 ||
   fail "large-frame bucket: $(cat "$WORK/bucket.out")"
 log "large-frame bucket OBJ_OUTPUTS_LARGE (R3): $(cat "$WORK/bucket.out")"
+
+# --- 4b. A GPU host: through its leaf, across a WAN cut ---------------------
+# gpu-producer reaches the hub only through gpu-leaf, whose one network
+# (wan) it shares with the hub's servers. Taking those off wan cuts the
+# host's WAN without a word, as a real one fails: the leaf finds out by
+# its pings (leaf.conf).
+GPU_OID="smoke-gpu-$(date +%s)"
+log "GPU host: waiting for its producer (publishing through the leaf gpu-1)"
+ready=""
+for _ in $(seq 1 60); do
+  curl -fsS --max-time 3 -o /dev/null "$GPU_PRODUCER/readyz" 2>/dev/null && { ready=1; break; }
+  sleep 1
+done
+[ -n "$ready" ] || fail "GPU host's producer not ready after 60s"
+"$FC" tail --gateway-url "$LB" --output-id "$GPU_OID" --since 0 --count $((2 * BATCH + 1)) --out "$WORK/tail-gpu.img" \
+  >"$WORK/tail-gpu.out" 2>"$WORK/tail-gpu.err" &
+GPU_TAIL_PID=$!
+publish_to "$GPU_PRODUCER" "$GPU_OID" gpu "$WORK/a" "$GPU_OID-a"
+
+WAN=$(docker network ls -q --filter "label=com.docker.compose.project=$PROJECT" --filter label=com.docker.compose.network=wan)
+[ -n "$WAN" ] || fail "no network wan in project $PROJECT"
+# post_gpu KEY: one small PNG to the GPU host's producer; prints the HTTP
+# status, the Retry-After header and the answer in $WORK/gpu-KEY.*.
+post_gpu() {
+  curl -sS --max-time 30 -o "$WORK/gpu-$1.body" -D "$WORK/gpu-$1.headers" -w '%{http_code}' -X POST \
+    -H 'Content-Type: image/png' -H "Idempotency-Key: $1" --data-binary @"$WORK/a/00.png" \
+    "$GPU_PRODUCER/v1/outputs/$GPU_OID/images" 2>>"$WORK/gpu-curl.err" || true
+}
+log "cutting the GPU host's WAN (nats-1..3 off network wan) for 20s"
+cut_at=$SECONDS
+for n in 1 2 3; do
+  docker network disconnect "$WAN" "$("${COMPOSE[@]}" ps -q "nats-$n")" || fail "disconnect nats-$n from wan"
+done
+# Publishes during the cut: each answered 503 with Retry-After, none 200.
+CUT_KEY="$GPU_OID-cut"
+probes=0
+while [ $((SECONDS - cut_at)) -lt 20 ]; do
+  code=$(post_gpu "$CUT_KEY")
+  [ "$code" = 503 ] || fail "publish through the cut WAN: got HTTP $code ($(cat "$WORK/gpu-$CUT_KEY.body" 2>/dev/null)); want 503"
+  grep -qi '^Retry-After: [0-9]' "$WORK/gpu-$CUT_KEY.headers" || fail "503 through the cut WAN without Retry-After"
+  probes=$((probes + 1))
+  sleep 1
+done
+log "$probes publishes during the cut: each 503 with Retry-After ($(grep -o '"code":"[a-z_]*"' "$WORK/gpu-$CUT_KEY.body"))"
+for n in 1 2 3; do
+  docker network connect --alias "nats-$n" "$WAN" "$("${COMPOSE[@]}" ps -q "nats-$n")" || fail "connect nats-$n to wan"
+done
+log "WAN restored; retrying the cut frame with the same Idempotency-Key"
+ok=""
+for try in $(seq 1 90); do
+  code=$(post_gpu "$CUT_KEY")
+  if [ "$code" = 200 ]; then ok=$try; break; fi
+  sleep 1
+done
+[ -n "$ok" ] || fail "the cut frame was not accepted in 90 tries after the restore (last HTTP $code)"
+seq=$(grep -o '"seq":[0-9]*' "$WORK/gpu-$CUT_KEY.body" | cut -d: -f2)
+echo "$seq" >>"$WORK/gpu.seqs"
+echo "seq=$seq via=curl file=$WORK/a/00.png" >>"$WORK/gpu.lines"
+log "the cut frame stored at seq $seq (try $ok after the restore)"
+publish_to "$GPU_PRODUCER" "$GPU_OID" gpu "$WORK/b" "$GPU_OID-b"
+for _ in $(seq 1 120); do
+  kill -0 "$GPU_TAIL_PID" 2>/dev/null || break
+  sleep 0.5
+done
+kill -0 "$GPU_TAIL_PID" 2>/dev/null && fail "GPU host's tail has $(frames "$WORK/tail-gpu.out") of $((2 * BATCH + 1)) frames after 60s"
+wait "$GPU_TAIL_PID" || fail "GPU host's tail exited with $?"
+GPU_TAIL_PID=""
+check_tails gpu $((2 * BATCH + 1)) tail-gpu || fail "GPU host's frames lost, duplicated, out of order or changed"
+log "GPU host: tail got seqs $(tr '\n' ' ' <"$WORK/gpu.seqs")through the leaf, byte for byte, the cut frame once"
 
 # --- 5. Faults --------------------------------------------------------------
 leader=$(jsz 1 | python3 -c '
@@ -315,42 +442,7 @@ log "fresh tail --since 0 with one gateway and one NATS node down"
 timeout 60 "$FC" tail --gateway-url "$LB" --output-id "$OID" --since 0 --count $((2 * BATCH)) --out "$WORK/tail-replay.img" \
   >"$WORK/tail-replay.out" 2>"$WORK/tail-replay.err" || fail "fresh tail: exit $?"
 
-python3 - "$WORK" $((2 * BATCH)) <<'EOF' || fail "frames lost, duplicated, out of order or changed"
-import os, re, sys
-work, want = sys.argv[1], int(sys.argv[2])
-pub = [int(l) for l in open(work + "/published.seqs") if l.strip()]
-ok = True
-def check(name, got):
-    global ok
-    if got != pub:
-        print("%s: got seqs %s; want %s" % (name, got, pub))
-        ok = False
-if len(pub) != want or len(set(pub)) != want or pub != list(range(pub[0], pub[0] + want)):
-    print("published seqs %s; want %d contiguous" % (pub, want))
-    ok = False
-for name in ("tail-live", "tail-replay"):
-    text = open("%s/%s.out" % (work, name)).read()
-    if "gap:" in text:
-        print("%s reported a gap" % name)
-        ok = False
-    check(name, [int(s) for s in re.findall(r"^seq=(\d+)", text, re.M)])
-    # Every image saved as <seq>.png is the published file, byte for byte.
-    for line in open(work + "/published.lines"):
-        m = re.match(r"seq=(\d+) .* file=(.+)$", line.strip())
-        if not m:
-            print("publish line %r has no seq and file" % line)
-            ok = False
-            continue
-        got = os.path.join(work, name + ".img", m.group(1) + ".png")
-        want = open(m.group(2), "rb").read()
-        if not os.path.exists(got):
-            print("%s: no image saved for seq %s" % (name, m.group(1)))
-            ok = False
-        elif open(got, "rb").read() != want:
-            print("%s: seq %s: got %d bytes; want those of %s (%d bytes)" % (name, m.group(1), os.path.getsize(got), m.group(2), len(want)))
-            ok = False
-sys.exit(0 if ok else 1)
-EOF
+check_tails published $((2 * BATCH)) tail-live tail-replay || fail "frames lost, duplicated, out of order or changed"
 sed 's/^/  running tail: /' "$WORK/tail-live.err"
 log "running tail's gateways: $(sed -n 's/^hello: gateway \([^,]*\),.*/\1/p' "$WORK/tail-live.out" | tr '\n' ' ')"
 log "running tail and fresh replay both got seqs $(tr '\n' ' ' <"$WORK/published.seqs")byte for byte (the large ones about $large bytes each)"
