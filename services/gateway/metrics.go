@@ -25,6 +25,7 @@ type metrics struct {
 	pings         prometheus.Counter
 	authFailures  *prometheus.CounterVec
 	refused       *prometheus.CounterVec
+	writeStalls   prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -86,9 +87,13 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "framecast_gateway_upgrades_refused_total",
 			Help: "Websocket upgrades refused before the handshake, by the error code answered (bad_request, unauthorized, a limit's code, ...).",
 		}, []string{"code"}),
+		writeStalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "framecast_gateway_write_stalls_total",
+			Help: "Writes that made no progress for --write-timeout (a client that stopped reading); each connection closes with 4008 after the write, or is cut if it stays stalled.",
+		}),
 	}
 	reg.MustRegister(m.connections, m.subscriptions, m.frames, m.bytes, m.events, m.clientBytes, m.resumes, m.resets,
-		m.reads, m.holes, m.late, m.jsRequests, m.gaps, m.replicaWaits, m.slowCloses, m.pings, m.authFailures, m.refused)
+		m.reads, m.holes, m.late, m.jsRequests, m.gaps, m.replicaWaits, m.slowCloses, m.pings, m.authFailures, m.refused, m.writeStalls)
 	return m
 }
 

@@ -210,9 +210,11 @@ func (s *Server) verifyStream(ctx context.Context) {
 	}
 }
 
-// watch cuts every connection whose write has made no progress for the
-// write timeout (a client that stopped reading), checking four times per
-// timeout, until ctx ends.
+// watch stops every connection whose write has made no progress for the
+// write timeout (a client that stopped reading): its writer closes it with
+// 4008 and the sequence to resume from once the write ends; if the write
+// makes no progress for another write timeout, the connection is cut. It
+// checks four times per timeout, until ctx ends.
 func (s *Server) watch(ctx context.Context) {
 	defer s.bg.Done()
 	t := time.NewTicker(s.cfg.WriteTimeout / 4)
@@ -233,7 +235,12 @@ func (s *Server) watch(ctx context.Context) {
 		}
 		s.mu.Unlock()
 		for _, ss := range stalled {
-			ss.log.Info("closing connection: a write made no progress", "timeout", s.cfg.WriteTimeout)
+			if ss.stop() {
+				s.metrics.writeStalls.Inc()
+				ss.log.Info("a write made no progress; closing with 4008 after it", "timeout", s.cfg.WriteTimeout)
+				continue
+			}
+			ss.log.Info("cutting connection: its write made no progress, twice", "timeout", s.cfg.WriteTimeout)
 			ss.cut()
 		}
 		clear(stalled)

@@ -24,6 +24,8 @@ var (
 	errWrite    = errors.New("write to client failed")
 	errDraining = errors.New("gateway draining")
 	errExpired  = errors.New("token expired")
+	// errStalled: a write made no progress for the write timeout.
+	errStalled = errors.New("client stalled")
 	// errStream: the stream reads the connection waits for kept failing.
 	errStream = errors.New("stream unavailable")
 )
@@ -68,6 +70,11 @@ type session struct {
 	// nanoseconds; 0: no write runs). The server's watchdog cuts a
 	// connection whose write made none for WriteTimeout.
 	stall atomic.Int64
+	// stopAt is when the watchdog found a write stalled (unix
+	// nanoseconds; 0: never): the writer closes with 4008 once the write
+	// ends, and the watchdog cuts the connection if it makes no progress
+	// for another WriteTimeout.
+	stopAt atomic.Int64
 
 	mu      sync.Mutex
 	running bool // a writer goroutine runs
@@ -368,6 +375,9 @@ func (s *session) loop() error {
 		if err := s.ctx.Err(); err != nil {
 			return err
 		}
+		if s.stopAt.Load() != 0 {
+			return errStalled
+		}
 		s.mu.Lock()
 		if s.expired {
 			s.mu.Unlock()
@@ -490,16 +500,27 @@ func (s *session) progress() {
 }
 
 // stalled reports whether a write has made no progress since before
-// cutoff (unix nanoseconds).
+// cutoff (unix nanoseconds), nor been stopped since.
 func (s *session) stalled(cutoff int64) bool {
 	t := s.stall.Load()
-	return t != 0 && t < cutoff
+	return t != 0 && t < cutoff && s.stopAt.Load() < cutoff
+}
+
+// stop asks the writer to close with 4008 once its stalled write ends;
+// it reports false when it was asked already.
+func (s *session) stop() bool {
+	if !s.stopAt.CompareAndSwap(0, time.Now().UnixNano()) {
+		return false
+	}
+	s.wake() // a writer that ended its write and parked meanwhile
+	return true
 }
 
 // write sends one message. A write that makes no progress for the write
-// timeout is cut by the server's watchdog (Server.watch), which costs a
-// write no timer, deadline or context: a slow client that keeps taking
-// bytes receives even a large frame, and one that stalls is cut.
+// timeout is stopped by the server's watchdog (Server.watch), which costs
+// a write no timer, deadline or context: a slow client that keeps taking
+// bytes receives even a large frame, and one that stalls is closed with
+// 4008 after the message, or cut if it stays stalled.
 func (s *session) write(text bool, data []byte) error {
 	typ := websocket.MessageBinary
 	if text {
@@ -536,6 +557,10 @@ func (s *session) finish(err error) {
 	case errors.Is(err, errExpired):
 		s.srv.metrics.authFailures.WithLabelValues("expired_in_session").Inc()
 		_ = s.ws.Close(websocket.StatusCode(wire.ClosePolicy), "token expired; reconnect with a fresh token and since=<last seq received>")
+	case errors.Is(err, errStalled):
+		s.srv.metrics.slowCloses.Inc()
+		_ = s.ws.Close(websocket.StatusCode(wire.CloseSlowClient),
+			fmt.Sprintf("the connection took no bytes for %v; reconnect with since=%d", s.srv.cfg.WriteTimeout, last))
 	case errors.Is(err, errStream):
 		s.srv.metrics.slowCloses.Inc()
 		s.log.Warn("closing client: the stream is unavailable", "err", err)
