@@ -45,7 +45,7 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
 	FUZZTIME=$(FUZZTIME) tools/fuzz.sh $(MODULES)
 
 .PHONY: bench
-bench: bench-encode bench-gateway bench-storm ## run every benchmark (figures go in BENCHMARKS.md)
+bench: bench-encode bench-gateway bench-storm bench-leaf ## run every benchmark (figures go in BENCHMARKS.md)
 
 .PHONY: bench-encode
 bench-encode: ## encoder benchmarks for the 1024x1024 photo-like image, and PIL's figures for the same bytes; the accelerated encoders beside PIL in one loop
