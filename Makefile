@@ -5,6 +5,8 @@ export CGO_ENABLED ?= 0
 # nodynamic: the WebP encoder (gen2brain/webp) runs libwebp under wazero and
 # never dlopens a system libwebp, so binaries are static and behave the same
 # everywhere.
+# The producer's accelerated encoders (tag turbo) need cgo: mk/encode.mk
+# sets CGO_ENABLED=1 on the commands that build them.
 export GOFLAGS := -buildvcs=false -tags=nodynamic
 BIN := bin
 MODULES := shared services/producer services/gateway services/framecast integration

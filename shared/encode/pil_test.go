@@ -94,6 +94,7 @@ func (s *pilServer) encode(tb testing.TB, name string, p Pixels, f frame.Format,
 // libwebp under wazero, and a JPEG encoder of its own whose bytes differ.
 func TestLossyMatchesPIL(t *testing.T) {
 	s := startPIL(t)
+	t.Logf("encoders: %s", Backend())
 	tests := []struct {
 		format   frame.Format
 		quality  int
