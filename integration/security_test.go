@@ -24,6 +24,7 @@ import (
 	"github.com/framecast/framecast/integration/ledger"
 	"github.com/framecast/framecast/integration/topo"
 	"github.com/framecast/framecast/services/gateway/client"
+	"github.com/framecast/framecast/shared/stream"
 	"github.com/framecast/framecast/shared/wire"
 )
 
@@ -227,6 +228,7 @@ func TestOversizedClientMessage(t *testing.T) {
 // natsPasswords are the users' passwords for deploy/nats/accounts.conf,
 // which reads them from the NATS server's environment.
 var natsPasswords = map[string]string{
+	"admin":    "admin-test-pass",
 	"producer": "producer-test-pass",
 	"gateway":  "gateway-test-pass",
 	"leaf":     "leaf-test-pass",
@@ -256,17 +258,20 @@ func deployedAccounts(t testing.TB) (conf string, env []string) {
 const permInlineLimit = 16 << 10
 
 // TestNATSPermissions: with the NATS users of deploy/nats/accounts.conf,
-// the producer and the gateway work with their own rights only, for
-// frames sent inline and by reference through the large-frame bucket; the
-// producer's user cannot read frames, and the gateway's user can neither
-// publish frames nor write or purge the bucket.
+// the admin user ensures the stream, and the producer and the gateway work
+// with their own rights only, for frames sent inline and by reference
+// through the large-frame bucket; the producer's user cannot read frames,
+// and the gateway's user can neither publish frames nor write the bucket.
+// The gateway, leaf and producer users are refused every request that
+// creates, updates, deletes or purges either stream, and nothing changes;
+// the admin user can make each of them.
 func TestNATSPermissions(t *testing.T) {
 	conf, env := deployedAccounts(t)
 	s := newStack(t, stackOptions{
 		natsAuth: conf,
 		natsEnv:  env,
-		// The readiness check asks $JS.API.INFO, which the producer may.
-		natsAdmin:    [2]string{"producer", natsPasswords["producer"]},
+		// The test's user ensures the stream before the services start.
+		natsAdmin:    [2]string{"admin", natsPasswords["admin"]},
 		producerUser: [2]string{"producer", natsPasswords["producer"]},
 		gatewayUser:  [2]string{"gateway", natsPasswords["gateway"]},
 		producer:     []string{fmt.Sprintf("--inline-limit=%d", permInlineLimit)},
@@ -347,40 +352,144 @@ func TestNATSPermissions(t *testing.T) {
 		{"gateway publishes image metadata", "gateway", func(nc *nats.Conn) error {
 			return nc.Publish("$O.OUTPUTS_LARGE.M.cGVybS0z", []byte("{}"))
 		}},
-		{"gateway purges the bucket", "gateway", func(nc *nats.Conn) error {
-			return nc.Publish("$JS.API.STREAM.PURGE.OBJ_OUTPUTS_LARGE", nil)
-		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var mu sync.Mutex
-			var asyncErr error
-			got := make(chan struct{}, 1)
-			nc := connectAs(t, s, tc.user, func(_ *nats.Conn, _ *nats.Subscription, err error) {
-				mu.Lock()
-				asyncErr = err
-				mu.Unlock()
-				select {
-				case got <- struct{}{}:
-				default:
-				}
-			})
-			if err := tc.act(nc); err != nil && !errors.Is(err, nats.ErrPermissionViolation) {
-				t.Fatal(err)
-			}
-			_ = nc.Flush()
-			select {
-			case <-got:
-			case <-ctx.Done():
-				t.Fatal("no permissions violation reported")
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if !errors.Is(asyncErr, nats.ErrPermissionViolation) {
-				t.Errorf("error: got %v; want nats.ErrPermissionViolation", asyncErr)
-			}
+			expectRefused(t, ctx, s, tc.user, tc.act)
 		})
 	}
+
+	// Stream changes: a request to create or update either stream with a
+	// 1 MiB limit (a purge in effect), to delete it or to purge it, as
+	// each service user, is refused before it reaches JetStream. The leaf
+	// user is tried with the API names of the hub's domain too, which
+	// leaf.conf maps its clients' requests to.
+	admin := connectAs(t, s, "admin", nil)
+	ajs, err := jetstream.New(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deployed := stream.Config{Replicas: 1}
+	before := streamMsgs(t, ctx, ajs)
+	tiny, err := stream.Config{MaxBytes: 1 << 20}.StreamConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefixes := map[string][]string{
+		"gateway":  {"$JS.API."},
+		"producer": {"$JS.API."},
+		"leaf":     {"$JS.API.", "$JS.hub.API."},
+	}
+	for _, user := range []string{"gateway", "leaf", "producer"} {
+		for _, prefix := range prefixes[user] {
+			for _, name := range []string{"OUTPUTS", "OBJ_OUTPUTS_LARGE"} {
+				tiny.Name = name
+				body, err := json.Marshal(tiny)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, op := range []string{"CREATE", "UPDATE", "DELETE", "PURGE"} {
+					subj := prefix + "STREAM." + op + "." + name
+					t.Run(user+" "+subj, func(t *testing.T) {
+						expectRefused(t, ctx, s, user, func(nc *nats.Conn) error {
+							return nc.PublishRequest(subj, nats.NewInbox(), body)
+						})
+					})
+				}
+			}
+		}
+	}
+	if _, err := stream.Verify(ctx, ajs, deployed); err != nil {
+		t.Errorf("after the refused requests: %v; want the streams as ensured", err)
+	}
+	if after := streamMsgs(t, ctx, ajs); after != before {
+		t.Errorf("messages after the refused requests: got %v; want %v, as before", after, before)
+	}
+
+	// The admin user can make each change: update, purge (of a subject
+	// that holds nothing), delete, create.
+	t.Run("admin updates", func(t *testing.T) {
+		longer := stream.Config{Replicas: 1, MaxAge: 30 * time.Minute}
+		if _, err := stream.Ensure(ctx, ajs, longer); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Verify(ctx, ajs, longer); err != nil {
+			t.Fatalf("after the update: %v", err)
+		}
+	})
+	t.Run("admin purges", func(t *testing.T) {
+		for name, subj := range map[string]string{"OUTPUTS": "outputs.none.~all", "OBJ_OUTPUTS_LARGE": "$O.OUTPUTS_LARGE.C.none"} {
+			st, err := ajs.Stream(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+				t.Errorf("purge %s of %s: %v", name, subj, err)
+			}
+		}
+	})
+	t.Run("admin deletes and creates", func(t *testing.T) {
+		for _, name := range []string{"OUTPUTS", "OBJ_OUTPUTS_LARGE"} {
+			if err := ajs.DeleteStream(ctx, name); err != nil {
+				t.Fatalf("delete %s: %v", name, err)
+			}
+		}
+		if _, err := stream.Verify(ctx, ajs, deployed); !errors.Is(err, stream.ErrMissing) {
+			t.Fatalf("after the deletes: got %v; want both streams missing", err)
+		}
+		if _, err := stream.Ensure(ctx, ajs, deployed); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Verify(ctx, ajs, deployed); err != nil {
+			t.Fatalf("after the create: %v", err)
+		}
+	})
+}
+
+// expectRefused connects as user, runs act, and waits for NATS to report
+// a permissions violation.
+func expectRefused(t *testing.T, ctx context.Context, s *stack, user string, act func(nc *nats.Conn) error) {
+	t.Helper()
+	var mu sync.Mutex
+	var asyncErr error
+	got := make(chan struct{}, 1)
+	nc := connectAs(t, s, user, func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		mu.Lock()
+		asyncErr = err
+		mu.Unlock()
+		select {
+		case got <- struct{}{}:
+		default:
+		}
+	})
+	if err := act(nc); err != nil && !errors.Is(err, nats.ErrPermissionViolation) {
+		t.Fatal(err)
+	}
+	_ = nc.Flush()
+	select {
+	case <-got:
+	case <-ctx.Done():
+		t.Fatal("no permissions violation reported")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !errors.Is(asyncErr, nats.ErrPermissionViolation) {
+		t.Errorf("error: got %v; want nats.ErrPermissionViolation", asyncErr)
+	}
+}
+
+// streamMsgs is the message count of the stream and of the bucket's.
+func streamMsgs(t *testing.T, ctx context.Context, js jetstream.JetStream) [2]uint64 {
+	t.Helper()
+	var n [2]uint64
+	for i, name := range []string{"OUTPUTS", "OBJ_OUTPUTS_LARGE"} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n[i] = st.CachedInfo().State.Msgs
+	}
+	return n
 }
 
 // connectAs connects to the stack's NATS as user (a user of natsPasswords);

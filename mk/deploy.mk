@@ -11,7 +11,7 @@ IMAGES_DIR := $(BIN)/images
 # The NATS server is the version the services are built and tested against.
 NATS_VERSION = $(shell cd shared && GOWORK=off $(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
 CADDY_VERSION ?= v2.11.9
-IMAGE_NAMES := gateway producer nats caddy
+IMAGE_NAMES := gateway producer framecast nats caddy
 # nodynamic keeps the WEBP encoder on wazero instead of dlopen'ing a system
 # libwebp: without it the binary is dynamically linked and cannot run in a
 # scratch image. The producer is built with ENCODER_BUILD (mk/encode.mk):
@@ -27,6 +27,7 @@ $(IMAGES_DIR)/%/data:
 .PHONY: image-bins
 image-bins: $(addsuffix /data,$(addprefix $(IMAGES_DIR)/,$(IMAGE_NAMES))) ## build the static binaries the images hold
 	$(SERVICE_BUILD) -o $(IMAGES_DIR)/gateway/gateway ./services/gateway/cmd/gateway
+	$(SERVICE_BUILD) -o $(IMAGES_DIR)/framecast/framecast ./services/framecast/cmd/framecast
 	$(ENCODER_BUILD) -o $(IMAGES_DIR)/producer/producer ./services/producer/cmd/producer
 	@if readelf -d $(IMAGES_DIR)/producer/producer | grep -q NEEDED; then \
 	  echo "$(IMAGES_DIR)/producer/producer needs shared libraries; a scratch image cannot run it"; exit 1; fi
@@ -40,7 +41,7 @@ image-bins: $(addsuffix /data,$(addprefix $(IMAGES_DIR)/,$(IMAGE_NAMES))) ## bui
 	  echo "$(CADDY_VERSION)" > $(IMAGES_DIR)/caddy/version; fi
 
 .PHONY: images
-images: image-bins ## build the scratch images framecast/{gateway,producer,nats,caddy}:dev
+images: image-bins ## build the scratch images framecast/{gateway,producer,framecast,nats,caddy}:dev
 	@set -e; for n in $(IMAGE_NAMES); do \
 	  echo "== framecast/$$n:$(IMAGE_TAG)"; \
 	  DOCKER_BUILDKIT=0 $(DOCKER) build -q -f deploy/docker/$$n.Dockerfile -t framecast/$$n:$(IMAGE_TAG) $(IMAGES_DIR)/$$n; \

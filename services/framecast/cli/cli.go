@@ -1,7 +1,8 @@
 // Package cli is the framecast command: `run` starts the development stack
 // (embedded NATS, producer API and gateway with the viewer on one port),
 // `publish` sends image files to a producer, `tail` watches an output
-// through a gateway.
+// through a gateway, `stream ensure` applies the stream's settings as the
+// administrative NATS user and `stream verify` checks them.
 //
 // Every flag can also be set by an environment variable named FRAMECAST_
 // and the flag's name in upper case with dashes as underscores, e.g.
@@ -32,6 +33,7 @@ commands:
   run       start NATS, the producer API and the gateway with the live viewer on one port
   publish   send image files to a producer as one batch
   tail      print (and save) the frames of an output as they arrive
+  stream    ensure: create or update the stream as the admin NATS user; verify: check it
 
 Run "framecast <command> -h" for a command's flags. Every flag can also be set
 by FRAMECAST_<FLAG> in the environment, e.g. FRAMECAST_GATEWAY_URL.
@@ -53,11 +55,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = publish(ctx, args[1:], stdout, stderr)
 	case "tail":
 		err = tail(ctx, args[1:], stdout, stderr)
+	case "stream":
+		err = streamCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return ExitOK
 	default:
-		fmt.Fprintf(stderr, "framecast: unknown command %q; allowed: run, publish, tail\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "framecast: unknown command %q; allowed: run, publish, tail, stream\n\n%s", args[0], usage)
 		return ExitUsage
 	}
 	var uerr usageError

@@ -22,7 +22,7 @@ func TestParseErrors(t *testing.T) {
 		want string
 	}{
 		{"no command", nil, "usage: framecast <command>"},
-		{"unknown command", []string{"push"}, `unknown command "push"; allowed: run, publish, tail`},
+		{"unknown command", []string{"push"}, `unknown command "push"; allowed: run, publish, tail, stream`},
 		{"publish no output", []string{"publish", "a.png"}, "--output-id: invalid id: output_id is empty"},
 		{"publish type", []string{"publish", "--output-id", "o", "--type", "gif", "a.png"}, "allowed: webp, png, jpeg"},
 		{"publish quality", []string{"publish", "--output-id", "o", "--quality", "0", "a.png"}, "--quality 0; allowed: 1..100"},
@@ -46,6 +46,14 @@ func TestParseErrors(t *testing.T) {
 		{"run nats port", []string{"run", "--nats-port", "70000"}, "--nats-port 70000; allowed: 1..65535, or -1"},
 		{"run origins", []string{"run", "--allowed-origins", "ok.example.com,[bad"}, `--allowed-origins: "[bad" is not a host pattern`},
 		{"run empty origin", []string{"run", "--allowed-origins", "a.example.com,,b"}, `--allowed-origins: "" is not a host pattern`},
+		{"stream no action", []string{"stream"}, "usage: framecast stream <ensure|verify>"},
+		{"stream action", []string{"stream", "apply"}, `unknown action "apply"; allowed: ensure, verify`},
+		{"stream url", []string{"stream", "ensure", "--nats-url", "http://h:4222"}, "--nats-url"},
+		{"stream password alone", []string{"stream", "ensure", "--nats-password", "p"}, "--nats-password without --nats-user"},
+		{"stream creds and user", []string{"stream", "ensure", "--nats-creds", "a.creds", "--nats-user", "admin"}, "allowed: one of them"},
+		{"stream timeout", []string{"stream", "verify", "--timeout", "0s"}, "--timeout 0s; allowed: a positive duration"},
+		{"stream replicas", []string{"stream", "ensure", "--stream-replicas", "7"}, "replicas 7; want 1..5"},
+		{"stream args", []string{"stream", "ensure", "extra"}, `unexpected argument "extra"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
