@@ -16,7 +16,8 @@ import (
 )
 
 // TestWriteWatchdog: a write that makes no progress for the write timeout
-// is cut; a slow client that keeps taking bytes receives a frame that
+// is stopped, and cut when the client still takes nothing (it never reads
+// again); a slow client that keeps taking bytes receives a frame that
 // takes it several write timeouts, whole.
 func TestWriteWatchdog(t *testing.T) {
 	ns := testNATS(t)
