@@ -21,6 +21,10 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"tiny cache", Config{CacheBytes: 1024, AllowAnonymous: true}},
 		{"negative hub buffer", Config{HubBuffer: -1, AllowAnonymous: true}},
 		{"negative write timeout", Config{WriteTimeout: -1, AllowAnonymous: true}},
+		{"trusted proxy not an address", Config{TrustedProxies: []string{"caddy"}, AllowAnonymous: true}},
+		{"trusted proxy bad range", Config{TrustedProxies: []string{"10.0.0.0/33"}, AllowAnonymous: true}},
+		{"negative http read timeout", Config{HTTPReadTimeout: -1, AllowAnonymous: true}},
+		{"negative http idle timeout", Config{HTTPIdleTimeout: -1, AllowAnonymous: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
