@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 
@@ -146,7 +147,15 @@ func newClientIPs(proxies []string) (*clientIPs, error) {
 	return &clientIPs{trusted: nets, header: h}, nil
 }
 
+// of returns the client address of r, as the limits count it: an IPv4
+// address, or the /64 network of an IPv6 address (one subscriber's
+// allocation, which would otherwise hold 2^64 addresses to spread
+// connections over).
 func (c *clientIPs) of(r *http.Request) string {
+	return limitKey(c.address(r))
+}
+
+func (c *clientIPs) address(r *http.Request) string {
 	peer := realclientip.RemoteAddrStrategy{}.ClientIP(nil, r.RemoteAddr)
 	if len(c.trusted) == 0 || peer == "" {
 		return peer
@@ -164,4 +173,18 @@ func (c *clientIPs) of(r *http.Request) string {
 		}
 	}
 	return peer
+}
+
+// limitKey is addr, or its /64 network for an IPv6 address; the zone is
+// dropped.
+func limitKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	ip = ip.WithZone("").Unmap()
+	if ip.Is4() {
+		return ip.String()
+	}
+	return netip.PrefixFrom(ip, 64).Masked().String()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -79,6 +80,21 @@ func TestConnectionLimits(t *testing.T) {
 				claimed++
 				return xff(fmt.Sprintf("203.0.113.%d", claimed))
 			},
+			status: 429, code: codeIPConns, retry: "5",
+		},
+		{
+			name: "per IPv6 /64 behind a trusted proxy",
+			cfg: func(c *Config) {
+				c.MaxConnsPerIP = 2
+				c.TrustedProxies = []string{"127.0.0.1", "::1"}
+			},
+			path: "/v1/ws?output_id=o",
+			// Each connection from another address of one /64.
+			first: func(*testing.T) http.Header {
+				claimed++
+				return xff(fmt.Sprintf("2001:db8:0:7::%x", claimed))
+			},
+			other:  func(*testing.T) http.Header { return xff("2001:db8:0:8::1") },
 			status: 429, code: codeIPConns, retry: "5",
 		},
 		{
@@ -169,4 +185,35 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// FuzzLimitKey: a client address (from X-Forwarded-For: outside input)
+// counts as itself, as its IPv4 form, or as its IPv6 /64; every address of
+// one /64 counts as one.
+func FuzzLimitKey(f *testing.F) {
+	for _, s := range []string{"203.0.113.1", "::ffff:203.0.113.1", "2001:db8::1", "fe80::1%eth0", "", "garbage", "1.2.3.4.5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		key := limitKey(addr)
+		ip, err := netip.ParseAddr(addr)
+		switch {
+		case err != nil:
+			if key != addr {
+				t.Fatalf("limitKey(%q) = %q; want it unchanged", addr, key)
+			}
+		case ip.Unmap().Is4():
+			if key != ip.Unmap().String() {
+				t.Fatalf("limitKey(%q) = %q; want %q", addr, key, ip.Unmap())
+			}
+		default:
+			p, err := netip.ParsePrefix(key)
+			if err != nil || p.Bits() != 64 || !p.Contains(ip.WithZone("")) {
+				t.Fatalf("limitKey(%q) = %q; want the /64 holding it", addr, key)
+			}
+			if other := limitKey(p.Addr().Next().String()); other != key {
+				t.Fatalf("limitKey of another address of %s = %q; want %q", key, other, key)
+			}
+		}
+	})
 }
