@@ -46,6 +46,8 @@ type request struct {
 	epoch    string // with since: the stream epoch the client resumes in
 	watches  []hub.Watch
 	filters  []string // stream subjects, for last=n
+	// renditions (native only): which renditions of images it takes.
+	renditions hub.Renditions
 }
 
 type httpError struct {
@@ -120,7 +122,7 @@ func parseResume(q map[string][]string, allowLast bool) (since *uint64, last int
 // nativeParams are the native endpoint's query parameters. Any other is
 // refused: a misspelled since would otherwise start a live-only
 // connection, and the client would miss frames without knowing.
-var nativeParams = []string{"output_id", "client_id", "since", "last", "epoch", "token"}
+var nativeParams = []string{"output_id", "client_id", "since", "last", "epoch", "rendition", "token"}
 
 // checkParams refuses a repeated parameter of known, and, when strict, a
 // parameter not in known.
@@ -154,6 +156,9 @@ func (s *Server) parseNative(r *http.Request) (*request, *httpError) {
 	if req.since, req.last, req.epoch, herr = parseResume(q, true); herr != nil {
 		return nil, herr
 	}
+	if req.renditions, herr = parseRenditions(q); herr != nil {
+		return nil, herr
+	}
 	claims, herr := s.authenticate(r, "token")
 	if herr != nil {
 		return nil, herr
@@ -169,7 +174,9 @@ func (s *Server) parseNative(r *http.Request) (*request, *httpError) {
 		req.sub = claims.Subject
 	}
 	ctok := subject.ClientToken(req.clientID)
-	req.watches = []hub.Watch{outputWatch(req.outputID, ctok), eventsWatch(ctok)}
+	frames := outputWatch(req.outputID, ctok)
+	frames.Renditions = req.renditions
+	req.watches = []hub.Watch{frames, eventsWatch(ctok)}
 	req.filters = []string{subject.Frames(req.outputID, "")}
 	if req.clientID != "" {
 		req.filters = append(req.filters, subject.Frames(req.outputID, req.clientID))

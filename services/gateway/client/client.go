@@ -64,6 +64,15 @@ type Config struct {
 	// current epoch.
 	Epoch string
 
+	// Rendition picks the renditions of images on the native endpoint:
+	// "full" (the images as published; "" is the same), "preview" (their
+	// previews, for publishes that asked for previews), or "all" (each
+	// preview just before its full frame). Frame.Header.Rendition says
+	// which a frame is. With Last, the last Last images of that rendition
+	// are sent (with "all", each with its preview). The ComfyDeploy
+	// endpoint sends full frames only.
+	Rendition string
+
 	// ComfyDeploy selects the ComfyDeploy-compatible endpoint.
 	ComfyDeploy bool
 
@@ -98,6 +107,15 @@ func (c Config) validate() error {
 	}
 	if c.Epoch != "" && c.Since == nil {
 		return fmt.Errorf("%w: epoch %q is set without since; allowed: an epoch only together with the since it belongs to", ErrInvalidConfig, c.Epoch)
+	}
+	switch c.Rendition {
+	case "", "full":
+	case "preview", "all":
+		if c.ComfyDeploy {
+			return fmt.Errorf("%w: rendition %q on the ComfyDeploy endpoint; allowed there: full (it never sends previews)", ErrInvalidConfig, c.Rendition)
+		}
+	default:
+		return fmt.Errorf("%w: rendition %q; allowed: full (or empty), preview, all", ErrInvalidConfig, c.Rendition)
 	}
 	if c.ReadLimit < -1 {
 		return fmt.Errorf("%w: read limit is %d; allowed: -1 (none), 0 (default %d) or a positive byte count", ErrInvalidConfig, c.ReadLimit, DefaultReadLimit)
@@ -143,6 +161,9 @@ func (c Config) endpoint(base string) (string, error) {
 		}
 		if c.Last > 0 {
 			q.Set("last", strconv.Itoa(c.Last))
+		}
+		if c.Rendition != "" {
+			q.Set("rendition", c.Rendition)
 		}
 	}
 	if c.Since != nil {

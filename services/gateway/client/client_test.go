@@ -153,6 +153,8 @@ func TestConfigRefuses(t *testing.T) {
 		{"epoch with last", Config{URL: "http://h", OutputID: "o", Last: 2, Epoch: "e1"}, `epoch "e1" is set without since`},
 		{"read limit", Config{URL: "http://h", OutputID: "o", ReadLimit: -2}, "allowed: -1 (none)"},
 		{"comfy output", Config{URL: "http://h", OutputID: "é", ComfyDeploy: true}, "not ASCII"},
+		{"unknown rendition", Config{URL: "http://h", OutputID: "o", Rendition: "thumb"}, `rendition "thumb"; allowed: full (or empty), preview, all`},
+		{"comfy previews", Config{URL: "http://h", ComfyDeploy: true, Rendition: "preview"}, "it never sends previews"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/framecast/framecast/shared/frame"
 	"github.com/framecast/framecast/shared/subject"
 )
 
@@ -23,6 +24,32 @@ type Watch struct {
 	// Client, if set, takes only the frames of this client token and
 	// broadcasts; "" takes every frame of the ring.
 	Client string
+	// Renditions says which renditions of images it takes; the zero value
+	// takes full frames only. Events are taken whatever it says.
+	Renditions Renditions
+}
+
+// Renditions picks the renditions (frame.Rendition) a watch takes.
+type Renditions uint8
+
+const (
+	// FullOnly takes the images as published (the default).
+	FullOnly Renditions = iota
+	// PreviewsOnly takes previews only.
+	PreviewsOnly
+	// AllRenditions takes both, each preview before its full frame.
+	AllRenditions
+)
+
+// takes reports whether a frame of rendition r is taken.
+func (rs Renditions) takes(r frame.Rendition) bool {
+	switch rs {
+	case PreviewsOnly:
+		return r == frame.Preview
+	case AllRenditions:
+		return true
+	}
+	return r == frame.Full
 }
 
 // Cursor is one connection's position in the rings of its subjects. Its
@@ -40,8 +67,9 @@ type Cursor struct {
 }
 
 type cursorSub struct {
-	r      *ring
-	client string
+	r          *ring
+	client     string
+	renditions Renditions
 	// pos: every entry of r up to pos is consumed. The writer sets it;
 	// eviction reads it.
 	pos     atomic.Uint64
@@ -182,9 +210,12 @@ func (c *Cursor) Next() Next {
 }
 
 // takes reports whether the cursor takes frame f of its ring: every frame,
-// or its client's and broadcasts.
+// or its client's and broadcasts, of the renditions it watches.
 func (cs *cursorSub) takes(f *Frame) bool {
-	return cs.client == "" || f.Client == cs.client || f.Client == subject.Broadcast
+	if cs.client != "" && f.Client != cs.client && f.Client != subject.Broadcast {
+		return false
+	}
+	return f.IsEvent() || cs.renditions.takes(f.Meta.Rendition)
 }
 
 // serves returns the end of what the ring holds for the cursor from

@@ -306,7 +306,7 @@ func (h *Hub) Join(ctx context.Context, w Waker, watches []Watch, since *uint64)
 		r.used.Store(h.tick.Add(1))
 		r.mu.Lock()
 		r.members = append(r.members, c)
-		c.subs = append(c.subs, cursorSub{r: r, client: wt.Client, resume: since != nil})
+		c.subs = append(c.subs, cursorSub{r: r, client: wt.Client, renditions: wt.Renditions, resume: since != nil})
 		r.mu.Unlock()
 	}
 	n := len(h.subs)

@@ -71,7 +71,12 @@ func newEnv(t *testing.T, buffer int) *env {
 
 func (e *env) publish(oid, cid string) uint64 {
 	e.t.Helper()
-	m := frame.Meta{OutputID: oid, ClientID: cid, Format: frame.PNG, Width: 1, Height: 1, BatchSize: 1}
+	return e.publishMeta(frame.Meta{OutputID: oid, ClientID: cid, Format: frame.PNG, Width: 1, Height: 1, BatchSize: 1})
+}
+
+// publishMeta stores a frame with metadata m and returns its sequence.
+func (e *env) publishMeta(m frame.Meta) uint64 {
+	e.t.Helper()
 	msg := nats.NewMsg(m.Subject())
 	m.Header(msg.Header)
 	msg.Data = []byte("image")

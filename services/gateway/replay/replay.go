@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/framecast/framecast/shared/frame"
 	"github.com/framecast/framecast/shared/stream"
 )
 
@@ -339,12 +340,24 @@ func jumps(msgs []jetstream.Msg, next uint64) bool {
 // errFull stops a scan once a window holds n messages.
 var errFull = errors.New("window full")
 
-// SinceForLast returns the sequence after which the last n messages of
-// filters start (so that reading from it+1 yields those n and any newer).
-// It scans headers backwards from the tip in windows that grow fourfold,
-// so its cost follows how far back the n-th last frame lies, not the
-// stream's size. With fewer than n messages it returns first-1.
-func (s Source) SinceForLast(ctx context.Context, filters []string, n int) (uint64, error) {
+// Pick says which frames SinceForLast counts. The zero value counts full
+// frames (frame.Full) only.
+type Pick struct {
+	// Previews counts previews (frame.Preview) instead of full frames.
+	Previews bool
+	// WithPreviews makes a counted full frame start at its preview, the
+	// preview just before it on its subject, so that a read from the
+	// returned sequence yields the oldest frame's preview too.
+	WithPreviews bool
+}
+
+// SinceForLast returns the sequence after which the last n frames of
+// filters that pick counts start (so that reading from it+1 yields those
+// n and any newer). It scans headers backwards from the tip in windows
+// that grow fourfold, so its cost follows how far back the n-th last frame
+// lies, not the stream's size. With fewer than n frames it returns
+// first-1.
+func (s Source) SinceForLast(ctx context.Context, filters []string, n int, pick Pick) (uint64, error) {
 	first, tip, err := s.Bounds(ctx)
 	if err != nil {
 		return 0, err
@@ -360,18 +373,33 @@ func (s Source) SinceForLast(ctx context.Context, filters []string, n int) (uint
 		}
 		ring := make([]uint64, 0, n)
 		head := 0
+		previews := map[string]uint64{} // WithPreviews: subject -> the preview just seen on it
 		_, err := s.read(ctx, filters, start, true, func(m jetstream.Msg) error {
 			md, err := m.Metadata()
 			if err != nil {
 				return err
 			}
-			if md.Sequence.Stream > tip {
+			seq := md.Sequence.Stream
+			if seq > tip {
 				return errFull
 			}
+			isPreview := m.Headers().Get(frame.HeaderRendition) == frame.Preview.String()
+			switch {
+			case isPreview && pick.WithPreviews:
+				previews[m.Subject()] = seq
+				return nil
+			case isPreview != pick.Previews:
+				return nil
+			case pick.WithPreviews:
+				if p, ok := previews[m.Subject()]; ok {
+					seq = p
+					delete(previews, m.Subject())
+				}
+			}
 			if len(ring) < n {
-				ring = append(ring, md.Sequence.Stream)
+				ring = append(ring, seq)
 			} else {
-				ring[head] = md.Sequence.Stream
+				ring[head] = seq
 				head = (head + 1) % n
 			}
 			return nil
