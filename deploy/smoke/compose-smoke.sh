@@ -7,18 +7,18 @@
 #  3. brings the stack up under its own project name and ports, and checks
 #     that Caddy's one origin serves the viewer, the browser client and the
 #     producer API (a ComfyUI-shaped float32 batch, received with tail);
-#  4. starts `framecast tail --since 0` through Caddy, publishes a batch
-#     through the producer and sees it arrive; each batch holds small
-#     frames and one larger than the producer's inline limit (1 MiB), which
-#     travels through the OUTPUTS_LARGE object store (R3 like the stream);
-#     then the GPU host (gpu-leaf, a NATS leaf node, and gpu-producer,
-#     which reaches the hub only through it) publishes a batch through its
-#     leaf, large frame included; its WAN is cut for 20 s (the hub's
-#     servers taken off the network wan) while it is called: every
-#     publish is answered 503 with Retry-After; after the restore the cut
-#     frame, retried with the same Idempotency-Key, and a second batch are
-#     stored, and a tail through Caddy gets all of them exactly once, in
-#     order, byte for byte;
+#  4. publishes through the GPU host (gpu-leaf, a NATS leaf node, and
+#     gpu-producer, which reaches the hub only through it) a batch of small
+#     frames and one larger than the producer's inline limit (1 MiB),
+#     which travels through the OUTPUTS_LARGE object store (R3 like the
+#     stream) by way of the leaf; cuts the host's WAN for 20 s (the hub's
+#     servers taken off the network wan) while calling it: every publish
+#     is answered 503 with Retry-After; after the restore the cut frame,
+#     retried with the same Idempotency-Key, and a second batch are stored,
+#     and a tail through Caddy gets all of them exactly once, in order,
+#     byte for byte; then starts `framecast tail --since 0` through Caddy,
+#     publishes a batch like it through the hub's producer and sees it
+#     arrive;
 #  5. kills the gateway that tail is on and the NATS node that leads the
 #     OUTPUTS stream, publishes a second batch (retrying with the same
 #     Idempotency-Key while the cluster fails over);
@@ -261,7 +261,29 @@ sys.exit(0 if ok else 1)
 EOF
 }
 
-# --- 4. First batch, live ---------------------------------------------------
+# publish_to PRODUCER_URL OID NAME BATCH_DIR KEY: one batch, retried with
+# the same Idempotency-Key until the producer accepts it (503 while NATS
+# fails over or a GPU host's WAN is cut); the frames are recorded in
+# NAME.seqs and NAME.lines.
+publish_to() {
+  local url=$1 oid=$2 name=$3 dir=$4 key=$5 try
+  for try in $(seq 1 90); do
+    if "$FC" publish --producer-url "$url" --output-id "$oid" --type png \
+      --idempotency-key "$key" --timeout 20s "$dir" >"$WORK/publish-$key.out" 2>"$WORK/publish-$key.err"; then
+      grep -o '^seq=[0-9]*' "$WORK/publish-$key.out" | cut -d= -f2 >>"$WORK/$name.seqs"
+      grep '^seq=' "$WORK/publish-$key.out" >>"$WORK/$name.lines"
+      log "published batch $key (try $try): seqs $(grep -o '^seq=[0-9]*' "$WORK/publish-$key.out" | cut -d= -f2 | tr '\n' ' ')"
+      return 0
+    fi
+    sleep 1
+  done
+  cat "$WORK/publish-$key.err"
+  fail "publish $key: not accepted in 90 tries"
+}
+publish() { publish_to "$PRODUCER" "$OID" published "$@"; }
+frames() { grep -c '^seq=' "$1" 2>/dev/null || true; }
+
+# --- The batches' images ------------------------------------------------------
 OID="smoke-$(date +%s)"
 python3 - "$WORK" "$BATCH" "$LARGE_SIDE" <<'EOF'
 # Writes one folder per batch, a/ and b/: distinct 16x16 RGB PNGs 00.png..,
@@ -287,65 +309,7 @@ EOF
 large=$(stat -c %s "$WORK/a/$(printf %02d $((BATCH - 1))).png")
 [ "$large" -gt $((1 << 20)) ] || fail "the large frame is $large bytes; want more than the 1 MiB inline limit"
 
-log "tail --since 0 through Caddy (output $OID)"
-"$FC" tail --gateway-url "$LB" --output-id "$OID" --since 0 --count $((2 * BATCH)) --out "$WORK/tail-live.img" \
-  >"$WORK/tail-live.out" 2>"$WORK/tail-live.err" &
-TAIL_PID=$!
-gw=""
-for _ in $(seq 1 30); do
-  gw=$(sed -n 's/^hello: gateway \([^,]*\),.*/\1/p' "$WORK/tail-live.out" | head -n 1)
-  [ -n "$gw" ] && break
-  sleep 1
-done
-[ -n "$gw" ] || fail "tail got no hello from the gateways"
-log "tail is on $gw"
-
-# publish_to PRODUCER_URL OID NAME BATCH_DIR KEY: one batch, retried with
-# the same Idempotency-Key until the producer accepts it (503 while NATS
-# fails over or a GPU host's WAN is cut); the frames are recorded in
-# NAME.seqs and NAME.lines.
-publish_to() {
-  local url=$1 oid=$2 name=$3 dir=$4 key=$5 try
-  for try in $(seq 1 90); do
-    if "$FC" publish --producer-url "$url" --output-id "$oid" --type png \
-      --idempotency-key "$key" --timeout 20s "$dir" >"$WORK/publish-$key.out" 2>"$WORK/publish-$key.err"; then
-      grep -o '^seq=[0-9]*' "$WORK/publish-$key.out" | cut -d= -f2 >>"$WORK/$name.seqs"
-      grep '^seq=' "$WORK/publish-$key.out" >>"$WORK/$name.lines"
-      log "published batch $key (try $try): seqs $(grep -o '^seq=[0-9]*' "$WORK/publish-$key.out" | cut -d= -f2 | tr '\n' ' ')"
-      return 0
-    fi
-    sleep 1
-  done
-  cat "$WORK/publish-$key.err"
-  fail "publish $key: not accepted in 90 tries"
-}
-publish() { publish_to "$PRODUCER" "$OID" published "$@"; }
-frames() { grep -c '^seq=' "$1" 2>/dev/null || true; }
-
-publish "$WORK/a" "$OID-a"
-for _ in $(seq 1 60); do
-  [ "$(frames "$WORK/tail-live.out")" -ge "$BATCH" ] && break
-  kill -0 "$TAIL_PID" 2>/dev/null || break
-  sleep 0.5
-done
-[ "$(frames "$WORK/tail-live.out")" -ge "$BATCH" ] || fail "tail got $(frames "$WORK/tail-live.out") of $BATCH live frames"
-log "tail got the first $BATCH frames live"
-# The large frame went through the bucket: its stream holds the image's
-# chunks and metadata, replicated like OUTPUTS.
-jsz 1 | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-ss = [s for a in d.get("account_details") or [] for s in a.get("stream_detail") or [] if s["name"] == "OBJ_OUTPUTS_LARGE"]
-if not ss:
-    sys.exit("no stream OBJ_OUTPUTS_LARGE")
-c, st = ss[0]["config"], ss[0]["state"]
-if c["num_replicas"] != 3 or st["messages"] < 2:
-    sys.exit("%d replicas, %d messages; want 3 replicas and the large frame (chunks and metadata)" % (c["num_replicas"], st["messages"]))
-print("%d messages, %d bytes" % (st["messages"], st["bytes"]))' >"$WORK/bucket.out" 2>&1 ||
-  fail "large-frame bucket: $(cat "$WORK/bucket.out")"
-log "large-frame bucket OBJ_OUTPUTS_LARGE (R3): $(cat "$WORK/bucket.out")"
-
-# --- 4b. A GPU host: through its leaf, across a WAN cut ---------------------
+# --- A GPU host: through its leaf, across a WAN cut --------------------------
 # gpu-producer reaches the hub only through gpu-leaf, whose one network
 # (wan) it shares with the hub's servers. Taking those off wan cuts the
 # host's WAN without a word, as a real one fails: the leaf finds out by
@@ -413,6 +377,45 @@ wait "$GPU_TAIL_PID" || fail "GPU host's tail exited with $?"
 GPU_TAIL_PID=""
 check_tails gpu $((2 * BATCH + 1)) tail-gpu || fail "GPU host's frames lost, duplicated, out of order or changed"
 log "GPU host: tail got seqs $(tr '\n' ' ' <"$WORK/gpu.seqs")through the leaf, byte for byte, the cut frame once"
+
+# --- 4. First batch, live ---------------------------------------------------
+# Nothing else is published from here on: the frames of $OID have
+# contiguous sequences.
+log "tail --since 0 through Caddy (output $OID)"
+"$FC" tail --gateway-url "$LB" --output-id "$OID" --since 0 --count $((2 * BATCH)) --out "$WORK/tail-live.img" \
+  >"$WORK/tail-live.out" 2>"$WORK/tail-live.err" &
+TAIL_PID=$!
+gw=""
+for _ in $(seq 1 30); do
+  gw=$(sed -n 's/^hello: gateway \([^,]*\),.*/\1/p' "$WORK/tail-live.out" | head -n 1)
+  [ -n "$gw" ] && break
+  sleep 1
+done
+[ -n "$gw" ] || fail "tail got no hello from the gateways"
+log "tail is on $gw"
+
+publish "$WORK/a" "$OID-a"
+for _ in $(seq 1 60); do
+  [ "$(frames "$WORK/tail-live.out")" -ge "$BATCH" ] && break
+  kill -0 "$TAIL_PID" 2>/dev/null || break
+  sleep 0.5
+done
+[ "$(frames "$WORK/tail-live.out")" -ge "$BATCH" ] || fail "tail got $(frames "$WORK/tail-live.out") of $BATCH live frames"
+log "tail got the first $BATCH frames live"
+# The large frame went through the bucket: its stream holds the image's
+# chunks and metadata, replicated like OUTPUTS.
+jsz 1 | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+ss = [s for a in d.get("account_details") or [] for s in a.get("stream_detail") or [] if s["name"] == "OBJ_OUTPUTS_LARGE"]
+if not ss:
+    sys.exit("no stream OBJ_OUTPUTS_LARGE")
+c, st = ss[0]["config"], ss[0]["state"]
+if c["num_replicas"] != 3 or st["messages"] < 2:
+    sys.exit("%d replicas, %d messages; want 3 replicas and the large frame (chunks and metadata)" % (c["num_replicas"], st["messages"]))
+print("%d messages, %d bytes" % (st["messages"], st["bytes"]))' >"$WORK/bucket.out" 2>&1 ||
+  fail "large-frame bucket: $(cat "$WORK/bucket.out")"
+log "large-frame bucket OBJ_OUTPUTS_LARGE (R3): $(cat "$WORK/bucket.out")"
 
 # --- 5. Faults --------------------------------------------------------------
 leader=$(jsz 1 | python3 -c '
