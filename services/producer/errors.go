@@ -17,6 +17,7 @@ const (
 	CodeInvalidShape         = "invalid_shape"
 	CodeInvalidDType         = "invalid_dtype"
 	CodeInvalidBatch         = "invalid_batch"
+	CodeInvalidPreviews      = "invalid_previews"
 	CodeInvalidBody          = "invalid_body"
 	CodeInvalidImage         = "invalid_image"
 	CodeInvalidIdempotency   = "invalid_idempotency_key"

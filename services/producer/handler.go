@@ -35,6 +35,9 @@ type ResponseFrame struct {
 	Width       int    `json:"width"`
 	Height      int    `json:"height"`
 	Bytes       int    `json:"bytes"`
+	// Rendition is "preview" for an image's preview (published just before
+	// it, with the same batch_index) and "full" for the image.
+	Rendition string `json:"rendition"`
 	// Duplicate is set when an idempotent retry found the frame already
 	// stored; Seq is then the sequence of the first attempt.
 	Duplicate bool `json:"duplicate,omitempty"`
@@ -51,7 +54,7 @@ func framesJSON(acks []publish.Ack) []ResponseFrame {
 	out := make([]ResponseFrame, len(acks))
 	for i, a := range acks {
 		out[i] = ResponseFrame{Seq: a.Seq, BatchIndex: a.BatchIndex, ContentType: a.Format.ContentType(),
-			Width: a.Width, Height: a.Height, Bytes: a.Bytes, Duplicate: a.Duplicate}
+			Width: a.Width, Height: a.Height, Bytes: a.Bytes, Rendition: a.Rendition.String(), Duplicate: a.Duplicate}
 	}
 	return out
 }
@@ -175,6 +178,11 @@ func (s *Server) publishRequest(w http.ResponseWriter, r *http.Request, oid stri
 	if e := s.reencode(ctx, l, req, eb.Frames); e != nil {
 		return e
 	}
+	if req.previews > 0 && req.kind != bodyRaw {
+		if eb.Previews, e = s.previews(ctx, l, req.previews, eb.Frames); e != nil {
+			return e
+		}
+	}
 
 	// A batch that started publishing is finished even if the client
 	// leaves; each frame is bounded by the publish timeout.
@@ -293,6 +301,9 @@ func (s *Server) readRaw(ctx context.Context, l *lease, req request, body io.Rea
 	if req.dtype == "float32" {
 		need += size / 4
 	}
+	if req.previews > 0 {
+		need += int64(req.shape.Batch) * previewCost(req.previews)
+	}
 	if err := l.grow(ctx, need); err != nil {
 		return eb, budgetError(err)
 	}
@@ -307,7 +318,7 @@ func (s *Server) readRaw(ctx context.Context, l *lease, req request, body io.Rea
 	}
 	start := time.Now()
 	out, err := publish.Encode(ctx, publish.Batch{OutputID: eb.OutputID, ClientID: eb.ClientID, IdempotencyKey: eb.IdempotencyKey,
-		BatchOffset: eb.BatchOffset, BatchTotal: eb.BatchTotal, Pixels: px, Format: req.format, Quality: req.quality})
+		BatchOffset: eb.BatchOffset, BatchTotal: eb.BatchTotal, Pixels: px, Format: req.format, Quality: req.quality, Previews: req.previews})
 	s.metrics.encode.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return eb, encodeError(ctx, err)

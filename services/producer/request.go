@@ -31,7 +31,7 @@ const maxSideWEBP = 16383
 const mediaTypes = "application/octet-stream (raw pixels; query width, height, channels, dtype, batch), image/png, image/jpeg, image/webp, multipart/form-data"
 
 // queryParams are the accepted query parameters, for error messages.
-const queryParams = "client_id, file_type, quality, batch_offset, batch_total, and for application/octet-stream: width, height, channels, dtype, batch"
+const queryParams = "client_id, file_type, quality, previews, batch_offset, batch_total, and for application/octet-stream: width, height, channels, dtype, batch"
 
 // request is everything a publish request says outside its body.
 type request struct {
@@ -48,6 +48,9 @@ type request struct {
 	// sent in several requests; batchTotal 0 means the request is the
 	// whole batch.
 	batchOffset, batchTotal int
+	// previews is the longest side of each image's preview, or 0 for no
+	// previews.
+	previews int
 }
 
 // elemSize is the size of one raw sample.
@@ -76,7 +79,7 @@ func parseRequest(rawQuery, contentType string) (request, *apiError) {
 	}
 	for k, vs := range q {
 		switch k {
-		case "client_id", "file_type", "quality", "batch_offset", "batch_total", "width", "height", "channels", "dtype", "batch":
+		case "client_id", "file_type", "quality", "previews", "batch_offset", "batch_total", "width", "height", "channels", "dtype", "batch":
 		default:
 			return request{}, errorf(http.StatusBadRequest, CodeInvalidQuery, "unknown query parameter %q; allowed: %s", k, queryParams)
 		}
@@ -102,6 +105,13 @@ func parseRequest(rawQuery, contentType string) (request, *apiError) {
 			return request{}, errorf(http.StatusBadRequest, CodeInvalidQuality, "quality %q is not allowed; allowed: an integer 1..100 (default %d)", q.Get("quality"), publish.DefaultQuality)
 		}
 		r.quality = v
+	}
+	if q.Has("previews") {
+		v, err := strconv.Atoi(q.Get("previews"))
+		if err != nil || v < publish.MinPreview || v > publish.MaxPreview {
+			return request{}, errorf(http.StatusBadRequest, CodeInvalidPreviews, "previews %q is not allowed; allowed: an integer %d..%d, the longest side in pixels of each image's preview", q.Get("previews"), publish.MinPreview, publish.MaxPreview)
+		}
+		r.previews = v
 	}
 	if e := r.parsePart(q); e != nil {
 		return request{}, e
@@ -133,7 +143,7 @@ func parseRequest(rawQuery, contentType string) (request, *apiError) {
 	if r.kind != bodyRaw {
 		for _, k := range rawParams {
 			if q.Has(k) {
-				return request{}, errorf(http.StatusBadRequest, CodeInvalidQuery, "query parameter %q applies only to application/octet-stream bodies; allowed here: client_id, file_type, quality, batch_offset, batch_total", k)
+				return request{}, errorf(http.StatusBadRequest, CodeInvalidQuery, "query parameter %q applies only to application/octet-stream bodies; allowed here: client_id, file_type, quality, previews, batch_offset, batch_total", k)
 			}
 		}
 		return r, nil
