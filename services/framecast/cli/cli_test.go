@@ -38,6 +38,8 @@ func TestParseErrors(t *testing.T) {
 		{"tail epoch with last", []string{"tail", "--output-id", "o", "--epoch", "e1", "--last", "3"}, `--epoch "e1" without --since`},
 		{"tail last comfy", []string{"tail", "--comfydeploy", "--last", "2"}, "--last does not apply to --comfydeploy"},
 		{"tail count", []string{"tail", "--output-id", "o", "--count", "-1"}, "--count -1; allowed"},
+		{"tail rendition", []string{"tail", "--output-id", "o", "--rendition", "thumb"}, `--rendition "thumb"; allowed: full, preview, all`},
+		{"tail rendition comfy", []string{"tail", "--comfydeploy", "--rendition", "preview"}, "--rendition preview does not apply to --comfydeploy"},
 		{"tail url", []string{"tail", "--output-id", "o", "--gateway-url", "tcp://h"}, `scheme "tcp"; allowed: http, https, ws, wss`},
 		{"tail empty url", []string{"tail", "--output-id", "o", "--gateway-url", " , "}, "--gateway-url is empty"},
 		{"tail args", []string{"tail", "--output-id", "o", "extra"}, `unexpected argument "extra"`},

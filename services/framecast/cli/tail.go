@@ -32,6 +32,7 @@ type tailConfig struct {
 	Out         string
 	ComfyDeploy bool
 	Count       int
+	Rendition   string
 }
 
 func parseTail(args []string, stderr io.Writer) (tailConfig, error) {
@@ -48,6 +49,7 @@ func parseTail(args []string, stderr io.Writer) (tailConfig, error) {
 	fs.StringVar(&c.Out, "out", "", "folder to save images to as <seq>.<ext> (after a reset, in a folder epoch-<epoch>; comfydeploy: <n>.<ext>)")
 	fs.BoolVar(&c.ComfyDeploy, "comfydeploy", false, "use the ComfyDeploy-compatible endpoint /comfyui-deploy/ws (no sequences: no resume)")
 	fs.IntVar(&c.Count, "count", 0, "exit after N frames; 0 runs until interrupted")
+	fs.StringVar(&c.Rendition, "rendition", "full", "which images: full (as published), preview (the previews of publishes with previews=N) or all (each preview before its image)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: framecast tail --output-id ID [flags]\n\n"+
 			"Prints one line per frame, per control message (hello, gap, live, reset)\n"+
@@ -91,6 +93,10 @@ func parseTail(args []string, stderr io.Writer) (tailConfig, error) {
 		return c, usagef("--last does not apply to --comfydeploy; allowed there: --since")
 	case c.Count < 0:
 		return c, usagef("--count %d; allowed: 0 (until interrupted) or a positive number of frames", c.Count)
+	case c.Rendition != "full" && c.Rendition != "preview" && c.Rendition != "all":
+		return c, usagef("--rendition %q; allowed: full, preview, all", c.Rendition)
+	case c.Rendition != "full" && c.ComfyDeploy:
+		return c, usagef("--rendition %s does not apply to --comfydeploy, which sends full images only", c.Rendition)
 	}
 	return c, nil
 }
@@ -112,6 +118,7 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Config: client.Config{
 			OutputID: c.OutputID, ClientID: c.ClientID, Token: c.Token,
 			Since: c.Since, Epoch: c.Epoch, Last: c.Last, ComfyDeploy: c.ComfyDeploy,
+			Rendition: c.Rendition,
 		},
 		URLs: c.GatewayURLs,
 		OnDisconnect: func(url string, err error, wait time.Duration) {
@@ -172,6 +179,9 @@ func printFrame(w io.Writer, f *client.Frame, n int, out string) error {
 	}
 	if h.BatchSize > 0 {
 		line += fmt.Sprintf(" batch=%d/%d", h.BatchIndex+1, h.BatchSize)
+	}
+	if h.Rendition != "" {
+		line += " rendition=" + h.Rendition
 	}
 	if out != "" {
 		id := f.Seq
