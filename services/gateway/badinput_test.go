@@ -86,9 +86,11 @@ func TestBadInput(t *testing.T) {
 
 		// Unknown parameters: refused on the native endpoint, where a
 		// misspelled since would silently start live only.
-		{"misspelled since", "/v1/ws?output_id=o&sinse=5", nil, 400, bad, `unknown parameter "sinse"; this endpoint takes output_id, client_id, since, last, epoch, token`},
+		{"misspelled since", "/v1/ws?output_id=o&sinse=5", nil, 400, bad, `unknown parameter "sinse"; this endpoint takes ` + strings.Join(nativeParams, ", ")},
 		{"comfy parameter on native", "/v1/ws?output_id=o&clientId=a", nil, 400, bad, `unknown parameter "clientId"`},
 		{"repeated token", "/v1/ws?output_id=o&token=a&token=b", nil, 400, bad, "token is repeated"},
+		{"repeated rendition", "/v1/ws?output_id=o&rendition=full&rendition=all", nil, 400, bad, "rendition is repeated"},
+		{"unknown rendition", "/v1/ws?output_id=o&rendition=huge", nil, 400, bad, `rendition "huge" is unknown`},
 
 		// Oversized requests: net/http answers before the gateway.
 		{"oversized header", "/v1/ws?output_id=o", big, 431, "", ""},
