@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,6 +57,44 @@ func TestBudget(t *testing.T) {
 	}
 	if u, want := b.inUse(), int64(2*mib+64<<10); u != want {
 		t.Fatalf("in use %d; want %d", u, want)
+	}
+}
+
+// TestBudgetConcurrent: leases growing and shrinking from many goroutines,
+// together asking for about twice the budget, never hold more than the
+// budget, and everything is given back.
+func TestBudgetConcurrent(t *testing.T) {
+	const max = 1 << 20
+	b := newBudget(max)
+	var wg sync.WaitGroup
+	var over atomic.Int64
+	for g := range 16 {
+		wg.Go(func() {
+			l := &lease{b: b, wait: time.Millisecond}
+			for i := range 300 {
+				n := int64((g*31+i*17)%97+1) << 8 // 256 B .. 24 KiB
+				if err := l.grow(context.Background(), n); err != nil && !errors.Is(err, errOverloaded) {
+					t.Errorf("grow: %v", err)
+					return
+				}
+				b.mu.Lock()
+				if b.used > b.max {
+					over.Add(1)
+				}
+				b.mu.Unlock()
+				if i%5 == 4 {
+					l.release()
+				}
+			}
+			l.release()
+		})
+	}
+	wg.Wait()
+	if over.Load() != 0 {
+		t.Fatalf("the leases held more than the budget %d times; want never", over.Load())
+	}
+	if u := b.inUse(); u != 0 {
+		t.Fatalf("budget holds %d after every lease was released; want 0", u)
 	}
 }
 
