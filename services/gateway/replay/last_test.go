@@ -67,3 +67,20 @@ func TestSinceForLastRenditions(t *testing.T) {
 		})
 	}
 }
+
+// TestSinceForLastEmptyStream: on a stream that never held a message
+// (first and last sequence 0), last=n starts after 0, not at a sequence
+// wrapped below it.
+func TestSinceForLastEmptyStream(t *testing.T) {
+	js := natstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := stream.Ensure(ctx, js, stream.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	src := replay.Source{JS: js, Stream: stream.DefaultName}
+	got, err := src.SinceForLast(ctx, []string{"outputs.a.*"}, 3, replay.Pick{})
+	if err != nil || got != 0 {
+		t.Fatalf("got since %d, %v; want 0", got, err)
+	}
+}

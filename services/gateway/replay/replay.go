@@ -362,8 +362,8 @@ func (s Source) SinceForLast(ctx context.Context, filters []string, n int, pick 
 	if err != nil {
 		return 0, err
 	}
-	if n <= 0 || tip < first {
-		return tip, nil
+	if n <= 0 || tip < first || tip == 0 {
+		return tip, nil // nothing stored (a new stream has first 0)
 	}
 	span := uint64(max(64, 4*n))
 	for {
