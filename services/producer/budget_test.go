@@ -300,3 +300,26 @@ func TestOverloaded(t *testing.T) {
 		t.Fatalf("metrics do not count one %s error:\n%s", CodeOverloaded, m)
 	}
 }
+
+// TestEventOverloaded: an event's body is read under the budget too: with
+// the budget full it gets 503 overloaded and is not stored; once memory is
+// given back it is published.
+func TestEventOverloaded(t *testing.T) {
+	e := newEnv(t, Config{MaxInflightBytes: 1 << 20, OverloadWait: 50 * time.Millisecond})
+	b := e.srv.budget
+	if err := b.acquire(context.Background(), b.large, 0, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"event":"execution_start","data":{"prompt_id":"p1"}}`)
+	before := e.count(t)
+	r := e.post(t, eventsPath, "client_id=a", "application/json", body, nil)
+	if r.status != http.StatusServiceUnavailable || r.err.Error.Code != CodeOverloaded || r.header.Get("Retry-After") == "" {
+		t.Fatalf("event with the budget full: %d %s; want 503 overloaded with Retry-After", r.status, r.raw)
+	}
+	if e.count(t) != before {
+		t.Fatal("the refused event was stored")
+	}
+	b.release(b.large)
+	ok := e.post(t, eventsPath, "client_id=a", "application/json", body, nil)
+	e.checkEvent(t, ok, "a", "execution_start", body)
+}

@@ -3,7 +3,6 @@ package producer
 import (
 	"context"
 	"errors"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -70,12 +69,14 @@ func (s *Server) publishEvent(w http.ResponseWriter, r *http.Request) *apiError 
 	if !s.Ready() {
 		return s.unavailable()
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	l := s.newLease()
+	defer l.release()
+	b, err := l.read(r.Context(), http.MaxBytesReader(w, r.Body, limit), nil, 0)
 	if err != nil {
 		if isTooLarge(err) {
 			return errorf(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "the event is over the limit of %d bytes", limit)
 		}
-		return errorf(http.StatusBadRequest, CodeInvalidBody, "reading the body: %v", err)
+		return bodyError(err, limit, "the body")
 	}
 	if _, err := publish.ParseEvent(b); err != nil {
 		return errorf(http.StatusBadRequest, CodeInvalidEvent, "%s", strings.TrimPrefix(err.Error(), publish.ErrInvalidEvent.Error()+": "))
