@@ -52,10 +52,6 @@ from . import publish
 
 log = logging.getLogger(__name__)
 
-# Values of FRAMECAST_FORWARD_EVENTS, compared without case and spaces.
-ON_VALUES = ("1", "true", "yes", "on")
-OFF_VALUES = ("", "0", "false", "no", "off")
-
 # The producer's limits on an event.
 MAX_EVENT = 64 << 10
 MAX_EVENT_NAME = 64
@@ -90,16 +86,7 @@ def forward_enabled(environ=None):
     """Whether FRAMECAST_FORWARD_EVENTS asks to forward events; ValueError
     for a value that is neither on nor off."""
     env = os.environ if environ is None else environ
-    raw = env.get("FRAMECAST_FORWARD_EVENTS", "")
-    value = raw.strip().lower()
-    if value in ON_VALUES:
-        return True
-    if value in OFF_VALUES:
-        return False
-    raise ValueError(
-        f"FRAMECAST_FORWARD_EVENTS {raw!r} is not allowed; allowed: {', '.join(ON_VALUES)} to forward, "
-        f"{', '.join(v for v in OFF_VALUES if v)} or unset not to (any case)"
-    )
+    return publish.env_flag(env, "FRAMECAST_FORWARD_EVENTS", "forward")
 
 
 def validate_event_name(name):

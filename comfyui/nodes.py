@@ -1,14 +1,14 @@
 """The ComfyUI node: "Image Websocket Output (framecast)".
 
 It takes the inputs of comfyui-deploy's "Image Websocket Output
-(ComfyDeploy)" node and, instead of writing to ComfyUI's own websocket,
-publishes the batch to a framecast producer, which encodes it and hands it
-to the gateways' websocket clients.
+(ComfyDeploy)" node, encodes the batch with PIL as that node does and,
+instead of writing to ComfyUI's own websocket, publishes it to a framecast
+producer, which hands it to the gateways' websocket clients.
 """
 
 import logging
 
-from . import publish
+from . import publish, sender
 
 log = logging.getLogger(__name__)
 
@@ -16,10 +16,12 @@ log = logging.getLogger(__name__)
 class FramecastImageOutput:
     """Publish an IMAGE batch to a framecast producer.
 
-    Inputs, defaults and validation messages are the seed node's. The node
-    blocks until the producer has stored every frame, and fails with the
-    producer's status, error code and message when it refuses, or with the
-    URL and reason when it cannot be reached.
+    Inputs, defaults and validation messages are the seed node's. By
+    default the node encodes with PIL (FRAMECAST_ENCODE), blocks until the
+    producer has stored every frame, and fails with the producer's status,
+    error code and message when it refuses, or with the URL and reason
+    when it cannot be reached. With FRAMECAST_ASYNC on it returns once the
+    batch is queued for the background sender (sender.py).
     """
 
     @classmethod
@@ -82,7 +84,18 @@ class FramecastImageOutput:
         return True
 
     def run(self, output_id, images, file_type, quality, client_id=""):
-        answer = publish.publish(images, output_id, client_id, file_type, quality)
+        settings = publish.Settings.from_env()
+        if settings.asynchronous:
+            return {"ui": {"framecast": queue(images, output_id, client_id, file_type, quality, settings)}}
+        # Batches the background sender holds from earlier executions go
+        # first, so frames keep the order the node ran in.
+        background = sender.running()
+        if background is not None and background.pending() and not background.flush(sender.FULL_WAIT):
+            raise sender.QueueFull(
+                f"framecast: batches queued by FRAMECAST_ASYNC were not published within {sender.FULL_WAIT:g} s "
+                f"(last error: {background.stats()['last_error']}); this execution's images were not sent"
+            )
+        answer = publish.publish(images, output_id, client_id, file_type, quality, settings=settings)
         frames = [
             dict(frame, output_id=answer.get("output_id", output_id), client_id=answer.get("client_id", client_id))
             for frame in answer["frames"]
@@ -92,6 +105,24 @@ class FramecastImageOutput:
             len(frames), output_id, client_id or "*", [f.get("seq") for f in frames],
         )
         return {"ui": {"framecast": frames}}
+
+
+def queue(images, output_id, client_id, file_type, quality, settings):
+    """Validate and copy the batch, hand it to the background sender and
+    return the UI entries of its images: batch_index, width, height,
+    content_type, output_id, client_id, "queued": True and the batch's
+    idempotency_key (no seq: nothing is stored yet)."""
+    batch = publish.prepare(images, output_id, client_id, file_type, quality, settings.encode, snapshot=True)
+    if batch.total == 0:
+        return []
+    sender.default(settings.async_max_bytes).put(batch, settings)
+    log.info("framecast: queued %d image(s) for output %r client %r (Idempotency-Key %s)",
+             batch.total, batch.output_id, batch.client_id or "*", batch.key)
+    return [
+        {"batch_index": i, "width": batch.width, "height": batch.height, "content_type": batch.content_type,
+         "output_id": batch.output_id, "client_id": batch.client_id, "queued": True, "idempotency_key": batch.key}
+        for i in range(batch.total)
+    ]
 
 
 NODE_CLASS_MAPPINGS = {"FramecastImageOutput": FramecastImageOutput}

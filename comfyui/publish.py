@@ -1,9 +1,12 @@
 """Client for the framecast producer HTTP API.
 
-It sends an IMAGE batch as raw pixels to
-``POST {producer}/v1/outputs/{output_id}/images`` and returns the producer's
-JSON answer. Only the standard library and numpy are used, so it runs inside
-ComfyUI without installing anything.
+It publishes an IMAGE batch with ``POST {producer}/v1/outputs/{output_id}/images``
+and returns the producer's JSON answer. By default each image is encoded
+here with PIL exactly as the seed node does (encode.py) and the encoded
+images go as one multipart request, which the producer forwards byte for
+byte; FRAMECAST_ENCODE=producer sends the raw pixels instead and lets the
+producer encode. Only the standard library, numpy and PIL (which ComfyUI
+ships) are used, so it runs inside ComfyUI without installing anything.
 
 Settings come from the environment (read on every call, see ``Settings``):
 
@@ -13,6 +16,11 @@ Settings come from the environment (read on every call, see ``Settings``):
 - ``FRAMECAST_TIMEOUT``: seconds each socket operation may take, default 30.
 - ``FRAMECAST_MAX_BODY_BYTES``: the largest request body, default 64 MiB
   (the producer's default limit); larger batches go in several requests.
+- ``FRAMECAST_ENCODE``: ``node`` (default, PIL here) or ``producer`` (raw
+  pixels, the producer encodes).
+- ``FRAMECAST_ASYNC``: on to let a background sender publish (sender.py).
+- ``FRAMECAST_ASYNC_MAX_BYTES``: the pixels the background sender may hold,
+  default 512 MiB.
 """
 
 import http.client
@@ -25,6 +33,8 @@ import urllib.request
 import uuid
 
 import numpy as np
+
+from . import encode
 
 DEFAULT_PRODUCER_URL = "http://127.0.0.1:8081"
 DEFAULT_TIMEOUT = 30.0
@@ -51,6 +61,18 @@ MAX_RETRY_AFTER = 10.0
 DEFAULT_MAX_BODY_BYTES = 64 << 20
 MAX_BATCH = 4096
 
+# Where images are encoded (FRAMECAST_ENCODE): here with PIL, or by the
+# producer from raw pixels.
+ENCODE_NODE, ENCODE_PRODUCER = "node", "producer"
+ENCODE_MODES = (ENCODE_NODE, ENCODE_PRODUCER)
+
+# Values of on/off variables, compared without case and spaces.
+ON_VALUES = ("1", "true", "yes", "on")
+OFF_VALUES = ("", "0", "false", "no", "off")
+
+# DEFAULT_ASYNC_MAX_BYTES bounds the pixels the background sender holds.
+DEFAULT_ASYNC_MAX_BYTES = 512 << 20
+
 # Error bodies longer than this are cut before they go into a message.
 _MAX_ERROR_BODY = 64 << 10
 
@@ -76,16 +98,20 @@ class ProducerError(RuntimeError):
 
 
 class Settings:
-    """Where and how to reach the producer.
+    """Where and how to reach the producer, and how to publish.
 
     ``url`` is the base URL (http or https, no trailing slash needed),
     ``token`` the bearer token or "" for none, ``timeout`` the seconds each
     socket operation may take, ``max_body_bytes`` the largest request body
-    to send (match the producer's --max-body-bytes).
+    to send (match the producer's --max-body-bytes). ``encode`` is
+    ENCODE_NODE (PIL here, the default) or ENCODE_PRODUCER (raw pixels);
+    ``asynchronous`` lets the node return at once and a background sender
+    publish, holding at most ``async_max_bytes`` of pixels.
     """
 
     def __init__(self, url=DEFAULT_PRODUCER_URL, token="", timeout=DEFAULT_TIMEOUT,
-                 max_body_bytes=DEFAULT_MAX_BODY_BYTES):
+                 max_body_bytes=DEFAULT_MAX_BODY_BYTES, encode=ENCODE_NODE, asynchronous=False,
+                 async_max_bytes=DEFAULT_ASYNC_MAX_BYTES):
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(
@@ -98,19 +124,27 @@ class Settings:
             )
         if not timeout > 0:
             raise ValueError(f"FRAMECAST_TIMEOUT {timeout!r} is not allowed; it must be a positive number of seconds")
-        if not max_body_bytes > 0:
+        for name, value in (("FRAMECAST_MAX_BODY_BYTES", max_body_bytes), ("FRAMECAST_ASYNC_MAX_BYTES", async_max_bytes)):
+            if not value > 0:
+                raise ValueError(f"{name} {value!r} is not allowed; it must be a positive number of bytes")
+        if encode not in ENCODE_MODES:
             raise ValueError(
-                f"FRAMECAST_MAX_BODY_BYTES {max_body_bytes!r} is not allowed; it must be a positive number of bytes"
+                f"FRAMECAST_ENCODE {encode!r} is not allowed; allowed: {ENCODE_NODE} (PIL in ComfyUI, the default) "
+                f"or {ENCODE_PRODUCER} (raw pixels, the producer encodes)"
             )
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
         self.max_body_bytes = max_body_bytes
+        self.encode = encode
+        self.asynchronous = bool(asynchronous)
+        self.async_max_bytes = async_max_bytes
 
     @classmethod
     def from_env(cls, environ=None):
-        """Settings from FRAMECAST_PRODUCER_URL, FRAMECAST_TOKEN, FRAMECAST_TIMEOUT
-        and FRAMECAST_MAX_BODY_BYTES."""
+        """Settings from FRAMECAST_PRODUCER_URL, FRAMECAST_TOKEN, FRAMECAST_TIMEOUT,
+        FRAMECAST_MAX_BODY_BYTES, FRAMECAST_ENCODE, FRAMECAST_ASYNC and
+        FRAMECAST_ASYNC_MAX_BYTES."""
         env = os.environ if environ is None else environ
         raw = env.get("FRAMECAST_TIMEOUT", "").strip()
         timeout = DEFAULT_TIMEOUT
@@ -121,21 +155,40 @@ class Settings:
                 raise ValueError(
                     f"FRAMECAST_TIMEOUT {raw!r} is not a number; it must be a positive number of seconds"
                 ) from None
-        raw = env.get("FRAMECAST_MAX_BODY_BYTES", "").strip()
-        max_body = DEFAULT_MAX_BODY_BYTES
-        if raw:
-            try:
-                max_body = int(raw)
-            except ValueError:
-                raise ValueError(
-                    f"FRAMECAST_MAX_BODY_BYTES {raw!r} is not an integer; it must be a positive number of bytes"
-                ) from None
         return cls(
             url=env.get("FRAMECAST_PRODUCER_URL", "").strip() or DEFAULT_PRODUCER_URL,
             token=env.get("FRAMECAST_TOKEN", "").strip(),
             timeout=timeout,
-            max_body_bytes=max_body,
+            max_body_bytes=_env_bytes(env, "FRAMECAST_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            encode=env.get("FRAMECAST_ENCODE", "").strip().lower() or ENCODE_NODE,
+            asynchronous=env_flag(env, "FRAMECAST_ASYNC", "publish from a background sender"),
+            async_max_bytes=_env_bytes(env, "FRAMECAST_ASYNC_MAX_BYTES", DEFAULT_ASYNC_MAX_BYTES),
         )
+
+
+def _env_bytes(env, name, default):
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} {raw!r} is not an integer; it must be a positive number of bytes") from None
+
+
+def env_flag(env, name, what):
+    """Whether the on/off variable name is on; ValueError for a value that
+    is neither. what says what on does, for the message."""
+    raw = env.get(name, "")
+    value = raw.strip().lower()
+    if value in ON_VALUES:
+        return True
+    if value in OFF_VALUES:
+        return False
+    raise ValueError(
+        f"{name} {raw!r} is not allowed; allowed: {', '.join(ON_VALUES)} to {what}, "
+        f"{', '.join(v for v in OFF_VALUES if v)} or unset not to (any case)"
+    )
 
 
 def validate_output_id(output_id):
@@ -255,11 +308,174 @@ def images_url(settings, output_id, client_id, file_type, quality, shape, dtype,
         ("dtype", "uint8" if dtype == np.uint8 else "float32"),
         ("batch", str(batch)),
     ]
+    return _url(settings, output_id, params, part)
+
+
+def encoded_url(settings, output_id, client_id, part=None):
+    """Return the POST URL for a multipart batch of encoded images.
+
+    It names neither file_type nor quality, so the producer forwards the
+    images byte for byte. part is as for images_url.
+    """
+    return _url(settings, output_id, [("client_id", client_id)], part)
+
+
+def _url(settings, output_id, params, part):
     if part is not None:
-        params += [("batch_offset", str(part[0])), ("batch_total", str(part[1]))]
-    query = urllib.parse.urlencode(params)
+        params = params + [("batch_offset", str(part[0])), ("batch_total", str(part[1]))]
     path = "/v1/outputs/" + urllib.parse.quote(output_id, safe="") + "/images"
-    return settings.url + path + "?" + query
+    return settings.url + path + "?" + urllib.parse.urlencode(params)
+
+
+def multipart(images, content_type):
+    """Return (Content-Type, body) of a multipart/form-data body with one
+    part per encoded image, in order, each declared as content_type."""
+    boundary = uuid.uuid4().hex
+    # A boundary must not occur in the data; a random one almost never
+    # does, and is drawn again when it does.
+    while any(boundary.encode() in img for img in images):
+        boundary = uuid.uuid4().hex
+    chunks = []
+    for i, img in enumerate(images):
+        chunks.append(_part_head(boundary, i, content_type))
+        chunks.append(img)
+        chunks.append(b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return f"multipart/form-data; boundary={boundary}", b"".join(chunks)
+
+
+def _part_head(boundary, index, content_type):
+    return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{index}\"\r\n"
+            f"Content-Type: {content_type}\r\n\r\n").encode()
+
+
+# MULTIPART_OVERHEAD is at least the bytes a part adds to its image in a
+# multipart body, and the closing line, with a 32-character boundary.
+MULTIPART_OVERHEAD = len(_part_head("b" * 32, MAX_BATCH, "image/jpeg")) + 2 + 36 + 2
+
+
+class Batch:
+    """One execution's images, validated and ready to send.
+
+    Made by prepare(). ``pixels`` is the [B,H,W,C] array (None once
+    encoded), ``encoded`` the encoded images when encoding happens here
+    (ENCODE_NODE), ``key`` the Idempotency-Key every request of the batch
+    carries, ``frames`` the producer's frames of the requests answered so
+    far. A Batch is used by one thread at a time.
+    """
+
+    def __init__(self, output_id, client_id, file_type, quality, pixels, encode_mode, key):
+        self.output_id, self.client_id = output_id, client_id
+        self.file_type, self.quality = file_type, quality
+        self.pixels, self.encode_mode, self.key = pixels, encode_mode, key
+        self.total = pixels.shape[0]
+        self.height, self.width = pixels.shape[1], pixels.shape[2]
+        self.encoded = None
+        self.frames = []
+        self._sent = 0  # images of the batch stored by the producer
+
+    @property
+    def content_type(self):
+        return encode.CONTENT_TYPES[self.file_type]
+
+    @property
+    def nbytes(self):
+        """Bytes held: the pixels, or the encoded images once encoded."""
+        if self.pixels is not None:
+            return self.pixels.nbytes
+        return sum(len(b) for b in self.encoded or ())
+
+    def encode(self):
+        """Encode the images with PIL (ENCODE_NODE; once) and let the pixels go."""
+        if self.encode_mode == ENCODE_NODE and self.encoded is None:
+            self.encoded = encode.batch(self.pixels, self.file_type, self.quality)
+            self.pixels = None
+
+    def requests(self, settings):
+        """The requests still to send: (first image, images, URL, Content-Type,
+        body) with every image from the first not yet stored."""
+        self.encode()
+        if self.encoded is not None:
+            groups = _groups([len(b) + MULTIPART_OVERHEAD for b in self.encoded], settings.max_body_bytes)
+        else:
+            per_image = self.pixels[0].nbytes
+            groups = _groups([per_image] * self.total, settings.max_body_bytes)
+        split = len(groups) > 1
+        out = []
+        for start, count in groups:
+            if start + count <= self._sent:
+                continue
+            part = (start, self.total) if split else None
+            if self.encoded is not None:
+                url = encoded_url(settings, self.output_id, self.client_id, part)
+                content_type, body = multipart(self.encoded[start:start + count], self.content_type)
+            else:
+                pixels = self.pixels[start:start + count]
+                url = images_url(settings, self.output_id, self.client_id, self.file_type, self.quality,
+                                 pixels.shape, pixels.dtype, part)
+                # A flat byte view of the array: no copy of a batch that may be large.
+                content_type, body = "application/octet-stream", memoryview(pixels.reshape(-1).view(np.uint8))
+            out.append((start, count, url, content_type, body))
+        return out
+
+    def send(self, settings):
+        """Send every request not yet answered, in order; return the answer.
+
+        A refusal or a failed retry raises ProducerError, which says which
+        frames of the batch were already published; calling send again
+        (with the same key) goes on from the request that failed.
+        """
+        requests = self.requests(settings)
+        split = len(requests) > 1 or self._sent > 0
+        for start, count, url, content_type, body in requests:
+            try:
+                frames = _post(settings, url, body, content_type, self.key)
+            except ProducerError as err:
+                # Every frame of the batch stored so far, with its batch_index.
+                published = err.published = self.frames + err.published
+                if published and split:
+                    err.args = (
+                        f"{err}; frames 0..{len(published) - 1} of the batch of {self.total} were published "
+                        f"(seq {published[0].get('seq')}..{published[-1].get('seq')})",
+                    )
+                raise
+            self.frames.extend(frames)
+            self._sent = start + count
+        return {"output_id": self.output_id, "client_id": self.client_id, "frames": self.frames}
+
+
+def _groups(sizes, limit):
+    """Split items of the given sizes, in order, into (start, count) groups
+    of at most limit bytes and MAX_BATCH items; an item over limit goes alone."""
+    groups, start, used = [], 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and (used + size > limit or i - start >= MAX_BATCH):
+            groups.append((start, i - start))
+            start, used = i, 0
+        used += size
+    if sizes:
+        groups.append((start, len(sizes) - start))
+    return groups
+
+
+def prepare(images, output_id, client_id="", file_type="WEBP", quality=DEFAULT_QUALITY,
+            encode_mode=ENCODE_NODE, idempotency_key=None, snapshot=False):
+    """Validate every input and return the Batch to send (ValueError first).
+
+    With ENCODE_NODE the images are converted to uint8 as the seed does;
+    with ENCODE_PRODUCER they stay float32 or uint8 for the producer to
+    convert, unless snapshot is set: then they are converted here too
+    (the same bytes once encoded, a quarter of the memory) and the Batch
+    holds a copy that later changes to the tensor cannot reach.
+    """
+    output_id = validate_output_id(output_id)
+    client_id = validate_client_id(client_id)
+    file_type = validate_file_type(file_type)
+    quality = validate_quality(quality)
+    arr = pixels(images)
+    if encode_mode == ENCODE_NODE or snapshot:
+        arr = encode.to_uint8(arr)
+    return Batch(output_id, client_id, file_type, quality, arr, encode_mode, idempotency_key or str(uuid.uuid4()))
 
 
 def publish(images, output_id, client_id="", file_type="WEBP", quality=DEFAULT_QUALITY,
@@ -271,66 +487,39 @@ def publish(images, output_id, client_id="", file_type="WEBP", quality=DEFAULT_Q
     frame per image, in batch order. An empty batch publishes nothing and
     returns no frames without a request.
 
-    Every input is validated before any request (ValueError). A batch whose
-    body would exceed settings.max_body_bytes is sent in several requests
-    of whole images, in order, each placed in the batch with batch_offset
-    and batch_total: the frames are published as one batch, and
-    batch_index, in the answer as on the wire, is the index in the whole
-    batch. A connection error, or a 503 from a producer that lost its
-    broker, is retried once with the same Idempotency-Key (a fresh uuid4
-    unless idempotency_key is given; one key serves every request of a
-    batch), so a retry never publishes twice. A refusal or a failed retry
-    raises ProducerError, which says which frames of the batch were
-    already published. settings defaults to Settings.from_env().
+    Every input is validated before any request (ValueError). With
+    settings.encode ENCODE_NODE (the default) the images are encoded here
+    with PIL as the seed does and sent as multipart, which the producer
+    forwards byte for byte; with ENCODE_PRODUCER the raw pixels are sent.
+    A batch whose body would exceed settings.max_body_bytes is sent in
+    several requests of whole images, in order, each placed in the batch
+    with batch_offset and batch_total: the frames are published as one
+    batch, and batch_index, in the answer as on the wire, is the index in
+    the whole batch. A connection error, or a 503 from a producer that lost
+    its broker, is retried once with the same Idempotency-Key (a fresh
+    uuid4 unless idempotency_key is given; one key serves every request of
+    a batch), so a retry never publishes twice. A refusal or a failed retry
+    raises ProducerError, which says which frames of the batch were already
+    published. settings defaults to Settings.from_env().
     """
-    output_id = validate_output_id(output_id)
-    client_id = validate_client_id(client_id)
-    file_type = validate_file_type(file_type)
-    quality = validate_quality(quality)
-    arr = pixels(images)
-    total = arr.shape[0]
-    answer = {"output_id": output_id, "client_id": client_id, "frames": []}
-    if total == 0:
-        return answer
     if settings is None:
         settings = Settings.from_env()
-    key = idempotency_key or str(uuid.uuid4())
-    per_request = max(1, min(MAX_BATCH, settings.max_body_bytes // arr[0].nbytes))
-    starts = range(0, total, per_request)
-    split = len(starts) > 1
-    for start in starts:
-        part = arr[start:start + per_request]
-        # A single request leaves batch_offset and batch_total out, so
-        # producers that predate them still take it.
-        url = images_url(settings, output_id, client_id, file_type, quality, part.shape, part.dtype,
-                         part=(start, total) if split else None)
-        try:
-            frames = _post(settings, url, part, key)
-        except ProducerError as err:
-            # Every frame of the batch stored so far, with its batch_index.
-            published = err.published = answer["frames"] + err.published
-            if published and split:
-                err.args = (
-                    f"{err}; frames 0..{len(published) - 1} of the batch of {total} were published "
-                    f"(seq {published[0].get('seq')}..{published[-1].get('seq')})",
-                )
-            raise
-        answer["frames"].extend(frames)
-    return answer
+    batch = prepare(images, output_id, client_id, file_type, quality, settings.encode, idempotency_key)
+    if batch.total == 0:
+        return {"output_id": batch.output_id, "client_id": batch.client_id, "frames": []}
+    return batch.send(settings)
 
 
-def _post(settings, url, part, key):
-    """POST one request of raw pixels and return the answer's frames."""
+def _post(settings, url, body, content_type, key):
+    """POST one request and return the answer's frames."""
     headers = {
-        "Content-Type": "application/octet-stream",
-        "Content-Length": str(part.nbytes),
+        "Content-Type": content_type,
+        "Content-Length": str(len(body) if isinstance(body, bytes) else body.nbytes),
         "Accept": "application/json",
         "Idempotency-Key": key,
     }
     if settings.token:
         headers["Authorization"] = "Bearer " + settings.token
-    # A flat byte view of the array: no copy of a batch that may be large.
-    body = memoryview(part.reshape(-1).view(np.uint8))
     where = url.split("?", 1)[0]
     for attempt in (1, 2):
         req = urllib.request.Request(url, data=body, headers=headers, method="POST")

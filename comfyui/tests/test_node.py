@@ -385,6 +385,16 @@ class ValidationTest(EnvMixin, unittest.TestCase):
              "allowed: http:// or https:// with a host, e.g. http://127.0.0.1:8081"),
             ("URL with query", dict(FRAMECAST_PRODUCER_URL="http://h/?a=1"),
              "FRAMECAST_PRODUCER_URL 'http://h/?a=1' has a query or fragment; allowed: scheme://host[:port][/path]"),
+            ("encode elsewhere", dict(FRAMECAST_ENCODE="gpu"),
+             "FRAMECAST_ENCODE 'gpu' is not allowed; allowed: node (PIL in ComfyUI, the default) "
+             "or producer (raw pixels, the producer encodes)"),
+            ("async neither on nor off", dict(FRAMECAST_ASYNC="later"),
+             "FRAMECAST_ASYNC 'later' is not allowed; allowed: 1, true, yes, on to publish from a background "
+             "sender, 0, false, no, off or unset not to (any case)"),
+            ("async bound not an integer", dict(FRAMECAST_ASYNC_MAX_BYTES="1G"),
+             "FRAMECAST_ASYNC_MAX_BYTES '1G' is not an integer; it must be a positive number of bytes"),
+            ("async bound zero", dict(FRAMECAST_ASYNC_MAX_BYTES="0"),
+             "FRAMECAST_ASYNC_MAX_BYTES 0 is not allowed; it must be a positive number of bytes"),
         ]
         for name, env, want in cases:
             with self.subTest(name):
@@ -400,6 +410,10 @@ class ValidationTest(EnvMixin, unittest.TestCase):
             "FRAMECAST_TIMEOUT": "2.5", "FRAMECAST_MAX_BODY_BYTES": "1000",
         })
         self.assertEqual((got.url, got.token, got.timeout, got.max_body_bytes), ("https://p.example/base", "t", 2.5, 1000))
+        self.assertEqual((got.encode, got.asynchronous, got.async_max_bytes), ("node", False, 512 << 20))
+        got = publish.Settings.from_env({"FRAMECAST_ENCODE": " Producer ", "FRAMECAST_ASYNC": "ON",
+                                         "FRAMECAST_ASYNC_MAX_BYTES": "4096"})
+        self.assertEqual((got.encode, got.asynchronous, got.async_max_bytes), ("producer", True, 4096))
 
     def test_url(self):
         s = publish.Settings("http://h:1/")
@@ -547,6 +561,7 @@ class PublishTest(EnvMixin, unittest.TestCase):
     def test_float32_converted_as_the_seed_does(self):
         # PNG is lossless, so the producer's float32 conversion equals the
         # seed's uint8(clip(255*x, 0, 255)) when both encode to the same size.
+        self.set_env(FRAMECAST_PRODUCER_URL=open_producer.url, FRAMECAST_TIMEOUT="20", FRAMECAST_ENCODE="producer")
         rng = np.random.default_rng(1)
         x = rng.uniform(-0.2, 1.2, size=(1, 16, 16, 3)).astype(np.float32)
         x[0, 0, :6, 0] = [0.0, 1.0, 1 / 255, 0.5, 254.5 / 255, np.float32(1) - np.float32(1e-7)]
@@ -575,7 +590,7 @@ class PublishTest(EnvMixin, unittest.TestCase):
     def test_large_batch_in_several_requests(self):
         # 6x6x3 float32 is 432 bytes per image: 1000 bytes fit 2 images.
         self.set_env(FRAMECAST_PRODUCER_URL=open_producer.url, FRAMECAST_TIMEOUT="20",
-                     FRAMECAST_MAX_BODY_BYTES="1000")
+                     FRAMECAST_MAX_BODY_BYTES="1000", FRAMECAST_ENCODE="producer")
         before = open_producer.metric('framecast_producer_requests_total{code="200"}')
         got = nodes.FramecastImageOutput().run("split-out", ramp(5, 6, 6, 3), "PNG", 80, "")
         self.check_frames(got["ui"]["framecast"], 5, 6, 6, "image/png", "split-out", "")
@@ -599,6 +614,7 @@ class _Proxy:
 
     def __init__(self, upstream_port):
         self.upstream_port = upstream_port
+        self.seen = []  # (method, target, headers) of each request forwarded
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
@@ -626,6 +642,7 @@ class _Proxy:
             k, v = line.split(":", 1)
             headers[k.strip()] = v.strip()
         body = f.read(int(headers.get("Content-Length", "0")))
+        self.seen.append((method, target, headers))
         up = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=20)
         up.request(method, target, body=body, headers=headers)
         resp = up.getresponse()
@@ -701,7 +718,8 @@ class SplitBatchFailureTest(EnvMixin, unittest.TestCase):
         # a batch of 4 goes in 2 requests; the second stops after 1 frame.
         proxy = PartialAfterFirstProxy(open_producer.port)
         self.addCleanup(proxy.close)
-        self.set_env(FRAMECAST_PRODUCER_URL=proxy.url, FRAMECAST_TIMEOUT="20", FRAMECAST_MAX_BODY_BYTES="1000")
+        self.set_env(FRAMECAST_PRODUCER_URL=proxy.url, FRAMECAST_TIMEOUT="20", FRAMECAST_MAX_BODY_BYTES="1000",
+                     FRAMECAST_ENCODE="producer")
         with self.assertRaises(publish.ProducerError) as ctx:
             publish.publish(ramp(4, 6, 6, 3), "split-fail", file_type="PNG")
         err = ctx.exception
@@ -820,7 +838,8 @@ class SplitBatchWebsocketTest(EnvMixin, unittest.TestCase):
 
         # 6x6x3 float32 is 432 bytes per image: 2200 bytes fit 5 images, so
         # a batch of 8 goes in two requests, of 5 and 3.
-        self.set_env(FRAMECAST_PRODUCER_URL=self.stack.url, FRAMECAST_TIMEOUT="20", FRAMECAST_MAX_BODY_BYTES="2200")
+        self.set_env(FRAMECAST_PRODUCER_URL=self.stack.url, FRAMECAST_TIMEOUT="20", FRAMECAST_MAX_BODY_BYTES="2200",
+                     FRAMECAST_ENCODE="producer")
         before = self.stack.metric('framecast_producer_requests_total{code="200"}')
         got = nodes.FramecastImageOutput().run("split-ws", ramp(8, 6, 6, 3), "PNG", 80, "")
         self.assertEqual(self.stack.metric('framecast_producer_requests_total{code="200"}') - before, 2)
