@@ -99,6 +99,61 @@ func httpReady(base string) func() bool {
 	}
 }
 
+// site is a producer and a gateway serving the viewer on one origin, as
+// in the all-in-one command, on an embedded NATS server.
+type site struct {
+	t       *testing.T
+	natsURL string
+	logger  *slog.Logger
+	prod    *producer.Server
+	gwA     *gateway.Server
+	srvA    *httptest.Server // gateway a, with the producer's API mounted
+}
+
+func newSite(t *testing.T) *site {
+	t.Helper()
+	ctx := t.Context()
+	s := &site{t: t, logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	ns, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	s.natsURL = ns.ClientURL()
+
+	// The producer applies the stream on this server of the test's own;
+	// the gateways verify it.
+	s.prod, err = producer.New(ctx, producer.Config{NATSURL: s.natsURL, EnsureStream: true, Logger: s.logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.prod.Close() })
+	s.gwA = s.gateway("a")
+	mux := http.NewServeMux()
+	mux.Handle("/v1/outputs/", s.prod.Handler())
+	mux.Handle("/", s.gwA.Handler())
+	s.srvA = httptest.NewServer(mux)
+	t.Cleanup(s.srvA.Close)
+	waitReady(t, "producer", s.prod.Ready)
+	waitReady(t, "gateway a", httpReady(s.srvA.URL))
+	return s
+}
+
+// gateway starts another gateway with the viewer on the site's NATS.
+func (s *site) gateway(id string) *gateway.Server {
+	s.t.Helper()
+	gw, err := gateway.New(s.t.Context(), gateway.Config{
+		NATSURL: s.natsURL, ID: id, AllowAnonymous: true, Viewer: true, Logger: s.logger,
+		// The page comes from gateway a; others must accept its Origin.
+		AllowedOrigins: []string{"127.0.0.1:*"},
+	})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { gw.Close() })
+	return gw
+}
+
 // TestViewer opens the viewer that gateway A serves (the producer mounted on
 // the same origin, as in the all-in-one command) with gateways A and B in
 // its URL list, and checks that frames published through the producer show
@@ -108,46 +163,13 @@ func httpReady(base string) func() bool {
 func TestViewer(t *testing.T) {
 	browser := webtest.Browser(t)
 	ctx := t.Context()
-	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-
-	ns, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	natsURL := ns.ClientURL()
-
-	// The producer applies the stream on this server of the test's own;
-	// the gateways verify it.
-	prod, err := producer.New(ctx, producer.Config{NATSURL: natsURL, EnsureStream: true, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { prod.Close() })
-	newGateway := func(id string) *gateway.Server {
-		gw, err := gateway.New(ctx, gateway.Config{
-			NATSURL: natsURL, ID: id, AllowAnonymous: true, Viewer: true, Logger: logger,
-			// The page comes from gateway A; B must accept its Origin.
-			AllowedOrigins: []string{"127.0.0.1:*"},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { gw.Close() })
-		return gw
-	}
-	gwA, gwB := newGateway("a"), newGateway("b")
-	muxA := http.NewServeMux()
-	muxA.Handle("/v1/outputs/", prod.Handler())
-	muxA.Handle("/", gwA.Handler())
-	srvA := httptest.NewServer(muxA)
-	t.Cleanup(srvA.Close)
+	site := newSite(t)
+	gwA, srvA := site.gwA, site.srvA
+	gwB := site.gateway("b")
 	srvB := httptest.NewServer(gwB.Handler())
 	t.Cleanup(srvB.Close)
-	srvP := httptest.NewServer(prod.Handler())
+	srvP := httptest.NewServer(site.prod.Handler())
 	t.Cleanup(srvP.Close)
-	waitReady(t, "producer", prod.Ready)
-	waitReady(t, "gateway a", httpReady(srvA.URL))
 	waitReady(t, "gateway b", httpReady(srvB.URL))
 
 	q := url.Values{"output_id": {"x"}, "autoconnect": {"1"}, "gateways": {srvA.URL + "," + srvB.URL}}

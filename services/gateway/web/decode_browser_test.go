@@ -199,6 +199,11 @@ func TestHelpersInBrowser(t *testing.T) {
 		{"relative to the page", "/", `{outputId: "o"}`, strings.Replace(srv.URL, "http://", "ws://", 1) + "/v1/ws?output_id=o"},
 		{"bad scheme", "ftp://gw", `{outputId: "o"}`, "error: gateway URL ftp://gw has scheme ftp:; allowed: http, https, ws, wss"},
 		{"bad endpoint", "http://gw", `{endpoint: "sse", outputId: "o"}`, `error: endpoint "sse" is unknown; allowed: native, comfydeploy`},
+		{"native previews", "http://gw", `{outputId: "o", last: 4, rendition: "preview"}`, "ws://gw/v1/ws?output_id=o&rendition=preview&last=4"},
+		{"native both renditions", "http://gw", `{outputId: "o", rendition: "all"}`, "ws://gw/v1/ws?output_id=o&rendition=all"},
+		{"native full is the default", "http://gw", `{outputId: "o", rendition: "full"}`, "ws://gw/v1/ws?output_id=o"},
+		{"bad rendition", "http://gw", `{outputId: "o", rendition: "thumb"}`, `error: rendition "thumb" is unknown; allowed: full, preview, all`},
+		{"comfydeploy previews", "http://gw", `{endpoint: "comfydeploy", rendition: "preview"}`, "error: rendition preview does not apply to the comfydeploy endpoint, which sends full images only"},
 	}
 	for _, tt := range urls {
 		t.Run("socketURL "+tt.name, func(t *testing.T) {

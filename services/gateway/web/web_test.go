@@ -20,7 +20,7 @@ func TestHandler(t *testing.T) {
 		contains    string
 	}{
 		{"viewer at root", "GET", "/", 200, "text/html; charset=utf-8", `import { FramecastClient } from "/framecast.js"`},
-		{"viewer by name", "GET", "/index.html", 200, "text/html; charset=utf-8", "<title>framecast viewer</title>"},
+		{"viewer by name", "GET", "/index.html", 200, "text/html; charset=utf-8", "<title>framecast gallery</title>"},
 		{"client module", "GET", "/framecast.js", 200, "text/javascript; charset=utf-8", "export class FramecastClient"},
 		{"head", "HEAD", "/framecast.js", 200, "text/javascript; charset=utf-8", ""},
 		{"unknown path", "GET", "/nope.js", 404, "text/plain; charset=utf-8", "serves the viewer at /"},

@@ -17,7 +17,9 @@
 // lower sequences, which are then not taken for duplicates. ComfyUI
 // execution events (progress, executing, status, …) come as "event" events;
 // on the native endpoint they carry stream sequences and are resumed and
-// de-duplicated exactly like frames.
+// de-duplicated exactly like frames. On the native endpoint the rendition
+// option picks the full images (the default), their previews (published
+// when the producer was asked for previews=N), or both.
 
 /** Image type numbers of the ComfyDeploy frame, and their media types. */
 export const IMAGE_TYPES = Object.freeze({ 1: "image/jpeg", 2: "image/png", 3: "image/webp" });
@@ -26,6 +28,9 @@ export const IMAGE_TYPES = Object.freeze({ 1: "image/jpeg", 2: "image/png", 3: "
 export const CLOSE_GOING_AWAY = 1001; // gateway drains: reconnect elsewhere with since
 export const CLOSE_POLICY = 1008; // authentication or authorization failed
 export const CLOSE_SLOW_CLIENT = 4008; // client fell too far behind: reconnect with since
+
+/** Renditions the native endpoint takes (rendition option). */
+export const RENDITIONS = Object.freeze(["full", "preview", "all"]);
 
 /** Limits shared with the gateway's wire package. */
 export const MAX_NATIVE_HEADER = 4096;
@@ -127,7 +132,9 @@ export function decodeControl(text) {
  * Returns the websocket URL for one gateway. base is an http(s) or ws(s) URL
  * of the gateway (a path prefix is kept; relative URLs resolve against the
  * page). opts: {endpoint: "native"|"comfydeploy", outputId, clientId, since,
- * epoch, last, token}. since wins over last; epoch is sent only with since.
+ * epoch, last, rendition, token}. since wins over last; epoch is sent only
+ * with since; rendition ("full", "preview" or "all"; default full) only on
+ * the native endpoint, as the ComfyDeploy endpoint sends full images only.
  */
 export function socketURL(base, opts) {
   const loc = globalThis.location ? globalThis.location.href : undefined;
@@ -141,11 +148,19 @@ export function socketURL(base, opts) {
   }
   const prefix = u.pathname.replace(/\/+$/, "");
   const endpoint = opts.endpoint || "native";
+  const rendition = opts.rendition || "full";
+  if (!RENDITIONS.includes(rendition)) {
+    throw new Error(`rendition ${JSON.stringify(rendition)} is unknown; allowed: full, preview, all`);
+  }
+  if (endpoint === "comfydeploy" && rendition !== "full") {
+    throw new Error(`rendition ${rendition} does not apply to the comfydeploy endpoint, which sends full images only`);
+  }
   const q = new URLSearchParams();
   if (endpoint === "native") {
     u.pathname = prefix + "/v1/ws";
     q.set("output_id", opts.outputId);
     if (opts.clientId) q.set("client_id", opts.clientId);
+    if (rendition !== "full") q.set("rendition", rendition);
   } else if (endpoint === "comfydeploy") {
     u.pathname = prefix + "/comfyui-deploy/ws";
     if (opts.clientId) q.set("clientId", opts.clientId);
@@ -180,6 +195,7 @@ const DEFAULTS = Object.freeze({
   since: null,
   epoch: null,
   last: null,
+  rendition: "full",
   reconnect: true,
   backoffBase: 250,
   backoffMax: 15000,
@@ -201,8 +217,11 @@ const DEFAULTS = Object.freeze({
  *              frames after since follow: sequences started over, so they
  *              may be lower than those seen before
  *   frame      {seq, outputId, clientId, contentType, width, height,
- *               batchIndex, batchSize, ts, bytes, blob, url, header, gateway}
- *              (ComfyDeploy frames have seq null and no size or timestamp)
+ *               batchIndex, batchSize, ts, rendition, bytes, blob, url,
+ *               header, gateway} (ComfyDeploy frames have seq null and no
+ *              size or timestamp); rendition is "full" or "preview": a
+ *              preview comes just before its full image, with the same
+ *              outputId, clientId, batchIndex and ts
  *   event      {name, data, seq} a ComfyUI execution event for this client
  *              or every client, in stream order with the frames: name
  *              "progress", "executing", "status", …, data its object as
@@ -223,7 +242,10 @@ const DEFAULTS = Object.freeze({
  *   clientId     client id ("" = broadcast frames only on native)
  *   token        JWT, sent as the token= query parameter
  *   since, last  where the first connection starts (since wins); later
- *                connections resume after the last sequence seen
+ *                connections resume after the last sequence seen; last=n
+ *                counts images of the rendition (with "all", each image
+ *                comes with its preview)
+ *   rendition    "full" (default), "preview" or "all" (native only)
  *   epoch        the stream epoch since was taken from (a hello's or a
  *                reset's epoch); only with since
  *   reconnect    reconnect after a lost connection (default true)
@@ -464,7 +486,7 @@ export class FramecastClient extends EventTarget {
       d = {
         seq: null, outputId: f.outputId, clientId: this.options.clientId || "",
         contentType: f.contentType, width: null, height: null, batchIndex: null, batchSize: null,
-        ts: null, image: f.image, header: null,
+        ts: null, rendition: "full", image: f.image, header: null,
       };
     } else {
       const { header: h, image } = decodeNative(data);
@@ -476,7 +498,8 @@ export class FramecastClient extends EventTarget {
       d = {
         seq: h.seq ?? null, outputId: h.output_id, clientId: h.client_id || "",
         contentType: h.content_type || "application/octet-stream", width: h.width, height: h.height,
-        batchIndex: h.batch_index, batchSize: h.batch_size, ts: h.ts, image, header: h,
+        batchIndex: h.batch_index, batchSize: h.batch_size, ts: h.ts, rendition: h.rendition || "full",
+        image, header: h,
       };
     }
     d.bytes = d.image.byteLength;
