@@ -35,11 +35,34 @@ func checkPreview(side int) error {
 	return nil
 }
 
-// Shrink returns img scaled with PreviewFilter so that its longest side is
-// side, keeping its aspect ratio. An image no larger than side × side is
-// returned as a copy of its own size: previews are never enlarged.
+// reducingGap is how much larger than the preview an image must stay
+// after its first, box-filtered reduction by a whole factor: the second
+// step, PreviewFilter, then resamples at most about this factor. PIL's
+// Image.thumbnail uses the same two steps with its default 2.0.
+const reducingGap = 2
+
+// Shrink returns img scaled so that its longest side is side, keeping its
+// aspect ratio, in PIL's Image.thumbnail's two steps: a box-filtered
+// reduction by the largest whole factor that keeps the image at least
+// reducingGap times the preview's size, then PreviewFilter. An image no
+// larger than side × side is returned as a copy of its own size: previews
+// are never enlarged.
 func Shrink(img image.Image, side int) image.Image {
-	return imaging.Fit(img, side, side, PreviewFilter)
+	b := img.Bounds()
+	sw, sh := b.Dx(), b.Dy()
+	if sw <= side && sh <= side {
+		return imaging.Clone(img)
+	}
+	w, h := side, side // the preview's size, as imaging.Fit computes it
+	if sw > sh {
+		h = max(1, int(float64(side)*float64(sh)/float64(sw)))
+	} else {
+		w = max(1, int(float64(side)*float64(sw)/float64(sh)))
+	}
+	if fx, fy := max(1, sw/w/reducingGap), max(1, sh/h/reducingGap); fx > 1 || fy > 1 {
+		img = imaging.Resize(img, sw/fx, sh/fy, imaging.Box)
+	}
+	return imaging.Resize(img, w, h, PreviewFilter)
 }
 
 // previewsOf returns the previews of imgs: each shrunk to side and encoded
