@@ -56,6 +56,7 @@ bench-encode: ## encoder benchmarks for the 1024x1024 photo-like image, and PIL'
 	CGO_ENABLED=1 $(GO) test -tags nodynamic,turbo -run '^$$' -bench 'VsPIL' -benchtime 20x ./shared/encode/
 	FRAMECAST_BENCH_IMAGE=$(CURDIR)/$(BIN)/bench.rgb $(GO) test -count=1 -run '^TestWriteBenchImage$$' ./shared/encode/
 	/usr/bin/python3 bench/pil_encode.py $(CURDIR)/$(BIN)/bench.rgb || echo "PIL figures skipped: /usr/bin/python3 with PIL (Debian python3-pil) is needed"
+	$(GO) test -count=1 -run '^$$' -bench 'ShrinkVsPIL' -benchtime 20x ./services/producer/publish/
 
 .PHONY: clean
 clean: ## remove build output
