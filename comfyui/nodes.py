@@ -40,6 +40,14 @@ class FramecastImageOutput:
             },
             "optional": {
                 "client_id": ("STRING", {"multiline": False, "default": ""}),
+                "previews": ("INT", {
+                    "default": 0,
+                    "min": 0,
+                    "max": publish.MAX_PREVIEW,
+                    "step": 1,
+                    "tooltip": f"0: none; {publish.MIN_PREVIEW}..{publish.MAX_PREVIEW}: also publish a WEBP preview "
+                               "of each image, this many pixels on its longest side, just before it",
+                }),
             },
         }
 
@@ -54,7 +62,8 @@ class FramecastImageOutput:
     )
 
     @classmethod
-    def VALIDATE_INPUTS(cls, output_id=None, *, images=None, file_type=None, quality=None, client_id=None):
+    def VALIDATE_INPUTS(cls, output_id=None, *, images=None, file_type=None, quality=None, client_id=None,
+                        previews=None):
         """Check the inputs before ComfyUI queues the prompt.
 
         Only output_id is a positional parameter, on purpose. ComfyUI from
@@ -79,14 +88,16 @@ class FramecastImageOutput:
                 publish.validate_quality(quality)
             if client_id is not None:
                 publish.validate_client_id(client_id)
+            if previews is not None:
+                publish.validate_previews(previews)
         except ValueError as err:
             return str(err)
         return True
 
-    def run(self, output_id, images, file_type, quality, client_id=""):
+    def run(self, output_id, images, file_type, quality, client_id="", previews=0):
         settings = publish.Settings.from_env()
         if settings.asynchronous:
-            return {"ui": {"framecast": queue(images, output_id, client_id, file_type, quality, settings)}}
+            return {"ui": {"framecast": queue(images, output_id, client_id, file_type, quality, settings, previews)}}
         # Batches the background sender holds from earlier executions go
         # first, so frames keep the order the node ran in.
         background = sender.running()
@@ -95,7 +106,7 @@ class FramecastImageOutput:
                 f"framecast: batches queued by FRAMECAST_ASYNC were not published within {sender.FULL_WAIT:g} s "
                 f"(last error: {background.stats()['last_error']}); this execution's images were not sent"
             )
-        answer = publish.publish(images, output_id, client_id, file_type, quality, settings=settings)
+        answer = publish.publish(images, output_id, client_id, file_type, quality, settings=settings, previews=previews)
         frames = [
             dict(frame, output_id=answer.get("output_id", output_id), client_id=answer.get("client_id", client_id))
             for frame in answer["frames"]
@@ -107,12 +118,13 @@ class FramecastImageOutput:
         return {"ui": {"framecast": frames}}
 
 
-def queue(images, output_id, client_id, file_type, quality, settings):
+def queue(images, output_id, client_id, file_type, quality, settings, previews=0):
     """Validate and copy the batch, hand it to the background sender and
     return the UI entries of its images: batch_index, width, height,
     content_type, output_id, client_id, "queued": True and the batch's
     idempotency_key (no seq: nothing is stored yet)."""
-    batch = publish.prepare(images, output_id, client_id, file_type, quality, settings.encode, snapshot=True)
+    batch = publish.prepare(images, output_id, client_id, file_type, quality, settings.encode, snapshot=True,
+                            previews=previews)
     if batch.total == 0:
         return []
     sender.default(settings.async_max_bytes).put(batch, settings)

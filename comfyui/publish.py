@@ -48,6 +48,9 @@ MIN_QUALITY, MAX_QUALITY, DEFAULT_QUALITY = 1, 100, 80
 MAX_OUTPUT_ID = 24
 MAX_CLIENT_ID = 128
 
+# previews: the longest side of each image's preview, 0 for none.
+MIN_PREVIEW, MAX_PREVIEW = 16, 1024
+
 # Channel counts the producer accepts for raw pixels.
 CHANNELS = (1, 3, 4)
 
@@ -254,6 +257,17 @@ def validate_quality(quality):
     return int(quality)
 
 
+def validate_previews(previews):
+    """Return previews if it is 0 or an integer MIN_PREVIEW..MAX_PREVIEW, else raise ValueError."""
+    ok = isinstance(previews, (int, np.integer)) and not isinstance(previews, bool)
+    if not ok or not (previews == 0 or MIN_PREVIEW <= previews <= MAX_PREVIEW):
+        raise ValueError(
+            f"previews {previews!r} is not allowed; it must be 0 (no previews) or an integer "
+            f"{MIN_PREVIEW}..{MAX_PREVIEW}, the longest side in pixels of each image's preview"
+        )
+    return int(previews)
+
+
 def pixels(images):
     """Return images as a C-contiguous [B,H,W,C] array ready to send.
 
@@ -291,11 +305,13 @@ def pixels(images):
     raise ValueError(f"images has element type {arr.dtype}; allowed: float (0..1) or uint8 (0..255)")
 
 
-def images_url(settings, output_id, client_id, file_type, quality, shape, dtype, part=None):
+def images_url(settings, output_id, client_id, file_type, quality, shape, dtype, part=None, previews=0):
     """Return the POST URL for a raw-pixel batch of the given shape and dtype.
 
     part, when set, is (offset, total): the request carries frames
-    offset.. of a batch of total sent in several requests.
+    offset.. of a batch of total sent in several requests. previews, when
+    not 0, asks the producer for a preview of each image with that longest
+    side.
     """
     batch, height, width, channels = shape
     params = [
@@ -308,19 +324,21 @@ def images_url(settings, output_id, client_id, file_type, quality, shape, dtype,
         ("dtype", "uint8" if dtype == np.uint8 else "float32"),
         ("batch", str(batch)),
     ]
-    return _url(settings, output_id, params, part)
+    return _url(settings, output_id, params, part, previews)
 
 
-def encoded_url(settings, output_id, client_id, part=None):
+def encoded_url(settings, output_id, client_id, part=None, previews=0):
     """Return the POST URL for a multipart batch of encoded images.
 
     It names neither file_type nor quality, so the producer forwards the
-    images byte for byte. part is as for images_url.
+    images byte for byte. part and previews are as for images_url.
     """
-    return _url(settings, output_id, [("client_id", client_id)], part)
+    return _url(settings, output_id, [("client_id", client_id)], part, previews)
 
 
-def _url(settings, output_id, params, part):
+def _url(settings, output_id, params, part, previews):
+    if previews:
+        params = params + [("previews", str(previews))]
     if part is not None:
         params = params + [("batch_offset", str(part[0])), ("batch_total", str(part[1]))]
     path = "/v1/outputs/" + urllib.parse.quote(output_id, safe="") + "/images"
@@ -364,8 +382,8 @@ class Batch:
     far. A Batch is used by one thread at a time.
     """
 
-    def __init__(self, output_id, client_id, file_type, quality, pixels, encode_mode, key):
-        self.output_id, self.client_id = output_id, client_id
+    def __init__(self, output_id, client_id, file_type, quality, pixels, encode_mode, key, previews=0):
+        self.output_id, self.client_id, self.previews = output_id, client_id, previews
         self.file_type, self.quality = file_type, quality
         self.pixels, self.encode_mode, self.key = pixels, encode_mode, key
         self.total = pixels.shape[0]
@@ -407,12 +425,12 @@ class Batch:
                 continue
             part = (start, self.total) if split else None
             if self.encoded is not None:
-                url = encoded_url(settings, self.output_id, self.client_id, part)
+                url = encoded_url(settings, self.output_id, self.client_id, part, self.previews)
                 content_type, body = multipart(self.encoded[start:start + count], self.content_type)
             else:
                 pixels = self.pixels[start:start + count]
                 url = images_url(settings, self.output_id, self.client_id, self.file_type, self.quality,
-                                 pixels.shape, pixels.dtype, part)
+                                 pixels.shape, pixels.dtype, part, self.previews)
                 # A flat byte view of the array: no copy of a batch that may be large.
                 content_type, body = "application/octet-stream", memoryview(pixels.reshape(-1).view(np.uint8))
             out.append((start, count, url, content_type, body))
@@ -459,7 +477,7 @@ def _groups(sizes, limit):
 
 
 def prepare(images, output_id, client_id="", file_type="WEBP", quality=DEFAULT_QUALITY,
-            encode_mode=ENCODE_NODE, idempotency_key=None, snapshot=False):
+            encode_mode=ENCODE_NODE, idempotency_key=None, snapshot=False, previews=0):
     """Validate every input and return the Batch to send (ValueError first).
 
     With ENCODE_NODE the images are converted to uint8 as the seed does;
@@ -472,20 +490,24 @@ def prepare(images, output_id, client_id="", file_type="WEBP", quality=DEFAULT_Q
     client_id = validate_client_id(client_id)
     file_type = validate_file_type(file_type)
     quality = validate_quality(quality)
+    previews = validate_previews(previews)
     arr = pixels(images)
     if encode_mode == ENCODE_NODE or snapshot:
         arr = encode.to_uint8(arr)
-    return Batch(output_id, client_id, file_type, quality, arr, encode_mode, idempotency_key or str(uuid.uuid4()))
+    key = idempotency_key or str(uuid.uuid4())
+    return Batch(output_id, client_id, file_type, quality, arr, encode_mode, key, previews)
 
 
 def publish(images, output_id, client_id="", file_type="WEBP", quality=DEFAULT_QUALITY,
-            settings=None, idempotency_key=None):
+            settings=None, idempotency_key=None, previews=0):
     """Publish an image batch and return the producer's JSON answer.
 
     The answer is ``{"output_id", "client_id", "frames": [{"seq",
     "batch_index", "content_type", "width", "height", "bytes"}]}`` with one
-    frame per image, in batch order. An empty batch publishes nothing and
-    returns no frames without a request.
+    frame per image, in batch order; with previews (16..1024, the longest
+    side) the producer publishes a WEBP preview just before each image, and
+    the answer lists both, each with its "rendition" (preview or full). An
+    empty batch publishes nothing and returns no frames without a request.
 
     Every input is validated before any request (ValueError). With
     settings.encode ENCODE_NODE (the default) the images are encoded here
@@ -504,7 +526,8 @@ def publish(images, output_id, client_id="", file_type="WEBP", quality=DEFAULT_Q
     """
     if settings is None:
         settings = Settings.from_env()
-    batch = prepare(images, output_id, client_id, file_type, quality, settings.encode, idempotency_key)
+    batch = prepare(images, output_id, client_id, file_type, quality, settings.encode, idempotency_key,
+                    previews=previews)
     if batch.total == 0:
         return {"output_id": batch.output_id, "client_id": batch.client_id, "frames": []}
     return batch.send(settings)

@@ -9,7 +9,7 @@
 #                   the accelerated encoders (-tags turbo, make test-encoders;
 #                   make build links their static archives, mk/encode.mk)
 #   python3-numpy   the ComfyUI node and its tests (/usr/bin/python3)
-#   python3-pil     the seed's encoder, for PIL's figures in make bench-encode
+#   python3-pil     the ComfyUI node's encoder (the seed's), its tests, and PIL's figures in make bench-encode
 #   chromium        the browser tests (/usr/bin/chromium, or FRAMECAST_CHROMIUM);
 #                   not needed with FRAMECAST_SKIP_BROWSER=1
 set -euo pipefail

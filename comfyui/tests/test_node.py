@@ -269,8 +269,12 @@ class NodeDefinitionTest(unittest.TestCase):
         got = pkg.NODE_DISPLAY_NAME_MAPPINGS["FramecastImageOutput"]
         self.assertEqual(got, "Image Websocket Output (framecast)")
 
-    def test_inputs_are_the_seeds(self):
+    def test_inputs_are_the_seeds_and_previews(self):
         got = nodes.FramecastImageOutput.INPUT_TYPES()
+        previews = got["optional"].pop("previews")
+        self.assertEqual(previews[0], "INT")
+        self.assertEqual({k: previews[1][k] for k in ("default", "min", "max", "step")},
+                         {"default": 0, "min": 0, "max": 1024, "step": 1})
         want = {
             "required": {
                 "output_id": ("STRING", {"multiline": False, "default": "output_id"}),
@@ -340,6 +344,10 @@ class ValidationTest(EnvMixin, unittest.TestCase):
              "images has shape (1, 2, 0, 3); width and height must be at least 1"),
             ("int32 elements", dict(images=np.zeros((1, 2, 2, 3), np.int32)),
              "images has element type int32; allowed: float (0..1) or uint8 (0..255)"),
+            ("previews 15", dict(previews=15), "previews 15 is not allowed; it must be 0 (no previews) or an "
+             "integer 16..1024, the longest side in pixels of each image's preview"),
+            ("previews 1025", dict(previews=1025), "previews 1025 is not allowed; it must be 0 (no previews) or an "
+             "integer 16..1024, the longest side in pixels of each image's preview"),
         ]
         for name, change, want in cases:
             with self.subTest(name):
@@ -362,7 +370,9 @@ class ValidationTest(EnvMixin, unittest.TestCase):
             ("bad client_id", dict(client_id="\u00e9"),
              "client_id is not ASCII encodable; allowed: 0..128 bytes of printable ASCII"),
             ("every input, linked ones as None", dict(output_id="out", images=None, file_type="JPEG", quality=100,
-                                                      client_id=""), True),
+                                                      client_id="", previews=0), True),
+            ("bad previews", dict(previews=8), "previews 8 is not allowed; it must be 0 (no previews) or an "
+             "integer 16..1024, the longest side in pixels of each image's preview"),
         ]
         for name, kwargs, want in cases:
             with self.subTest(name):

@@ -17,22 +17,9 @@ import numpy as np
 from PIL import Image
 
 import test_node as base
+from seed import encode as seed_encode
 
 nodes, publish = base.nodes, base.publish
-
-
-def seed_encode(batch, file_type, quality):
-    """The seed node's code path for each image of the batch, as
-    comfyui-deploy writes it: 255.0 * tensor, clip, uint8, fromarray,
-    save(format, quality, compress_level=1)."""
-    out = []
-    for tensor in batch:
-        array = 255.0 * tensor
-        image = Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
-        buf = io.BytesIO()
-        image.save(buf, format=file_type, quality=quality, compress_level=1)
-        out.append(buf.getvalue())
-    return out
 
 
 def photo(batch, height, width, channels, seed=7):
@@ -176,6 +163,24 @@ class PILTest(StackTest):
         for (_, image), tensor in zip(frames, x):
             self.assertTrue(np.array_equal(np.asarray(Image.open(io.BytesIO(image))),
                                            np.clip(255.0 * tensor, 0, 255).astype(np.uint8)))
+
+    def test_previews(self):
+        # A 64x48 image with previews=32: a rendition=preview socket gets a
+        # 32x24 WEBP, published just before the frame; a default socket
+        # only the full frame.
+        full = self.socket("pil-previews")
+        small = self.socket("pil-previews", "&rendition=preview")
+        x = photo(1, 48, 64, 3)
+        got = nodes.FramecastImageOutput().run("pil-previews", x, "JPEG", 80, "", previews=32)
+        ui = [(f["rendition"], f["content_type"], f["width"], f["height"]) for f in got["ui"]["framecast"]]
+        self.assertEqual(ui, [("preview", "image/webp", 32, 24), ("full", "image/jpeg", 64, 48)])
+        (h, image), = read_frames(small, 1)
+        self.assertEqual((h["rendition"], h["content_type"], Image.open(io.BytesIO(image)).size),
+                         ("preview", "image/webp", (32, 24)))
+        (h, image), = read_frames(full, 1)
+        self.assertEqual((h.get("rendition", "full"), h["seq"]), ("full", got["ui"]["framecast"][1]["seq"]))
+        self.assertEqual(digests([image]), digests(seed_encode(x, "JPEG", 80)))
+        self.assertLess(got["ui"]["framecast"][0]["seq"], h["seq"])
 
     def test_without_pil(self):
         # Importing PIL fails: the node says what to do, before any request.
