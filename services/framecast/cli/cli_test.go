@@ -28,6 +28,7 @@ func TestParseErrors(t *testing.T) {
 		{"publish quality", []string{"publish", "--output-id", "o", "--quality", "0", "a.png"}, "--quality 0; allowed: 1..100"},
 		{"publish url", []string{"publish", "--output-id", "o", "--producer-url", "localhost:8080", "a.png"}, "allowed: an http:// or https:// URL"},
 		{"publish no files", []string{"publish", "--output-id", "o"}, "no files; give one or more"},
+		{"publish previews", []string{"publish", "--output-id", "o", "--previews", "8", "a.png"}, "--previews 8; allowed: 0 (none) or 16..1024"},
 		{"publish long id", []string{"publish", "--output-id", strings.Repeat("x", 25), "a"}, "greater than 24 bytes"},
 		{"publish flag", []string{"publish", "--qualty", "3"}, "flag provided but not defined: -qualty"},
 		{"tail no output", []string{"tail"}, "--output-id: invalid id: output_id is empty"},

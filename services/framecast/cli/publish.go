@@ -30,6 +30,7 @@ type publishConfig struct {
 	ClientID       string
 	FileType       frame.Format
 	Quality        int
+	Previews       int
 	Token          string
 	IdempotencyKey string
 	Timeout        time.Duration
@@ -45,6 +46,7 @@ func parsePublish(args []string, stderr io.Writer) (publishConfig, error) {
 	fs.StringVar(&c.ClientID, "client-id", "", "client id to target; empty broadcasts to every client of the output")
 	fs.StringVar(&fileType, "type", "webp", "encoding of the frames: webp, png or jpeg")
 	fs.IntVar(&c.Quality, "quality", 80, "encoding quality 1..100 (webp, jpeg)")
+	fs.IntVar(&c.Previews, "previews", 0, "also publish a WEBP preview of each image, this many pixels on its longest side (16..1024); 0: none")
 	fs.StringVar(&c.Token, "token", "", "bearer token for the producer API")
 	fs.StringVar(&c.IdempotencyKey, "idempotency-key", "", "Idempotency-Key header: a retry with the same key publishes nothing twice")
 	fs.DurationVar(&c.Timeout, "timeout", time.Minute, "bound on the whole request")
@@ -73,6 +75,9 @@ func parsePublish(args []string, stderr io.Writer) (publishConfig, error) {
 	c.FileType = f
 	if c.Quality < 1 || c.Quality > 100 {
 		return c, usagef("--quality %d; allowed: 1..100", c.Quality)
+	}
+	if c.Previews != 0 && (c.Previews < 16 || c.Previews > 1024) {
+		return c, usagef("--previews %d; allowed: 0 (none) or 16..1024", c.Previews)
 	}
 	if c.Timeout <= 0 {
 		return c, usagef("--timeout %v; allowed: a positive duration such as 30s", c.Timeout)
@@ -147,6 +152,9 @@ func publish(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if c.ClientID != "" {
 		q.Set("client_id", c.ClientID)
 	}
+	if c.Previews > 0 {
+		q.Set("previews", strconv.Itoa(c.Previews))
+	}
 	u := strings.TrimSuffix(c.ProducerURL, "/") + "/v1/outputs/" + url.PathEscape(c.OutputID) + "/images?" + q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, body)
 	if err != nil {
@@ -203,8 +211,8 @@ func printFrames(w io.Writer, frames []producer.ResponseFrame, files []string) {
 		if f.BatchIndex >= 0 && f.BatchIndex < len(files) {
 			name = files[f.BatchIndex]
 		}
-		fmt.Fprintf(w, "seq=%d index=%d type=%s size=%dx%d bytes=%d file=%s\n",
-			f.Seq, f.BatchIndex, f.ContentType, f.Width, f.Height, f.Bytes, name)
+		fmt.Fprintf(w, "seq=%d index=%d type=%s size=%dx%d bytes=%d rendition=%s file=%s\n",
+			f.Seq, f.BatchIndex, f.ContentType, f.Width, f.Height, f.Bytes, f.Rendition, name)
 	}
 }
 

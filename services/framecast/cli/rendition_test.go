@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"image"
 	"image/png"
-	"io"
-	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// TestTailRendition: tail prints the rendition of each frame and, with
+// TestTailRendition: publish --previews publishes each image's preview
+// before it; tail prints the rendition of each frame and, with
 // --rendition, takes previews only or both.
 func TestTailRendition(t *testing.T) {
 	url := startStack(t)
@@ -18,14 +19,14 @@ func TestTailRendition(t *testing.T) {
 	if err := png.Encode(&b, image.NewGray(image.Rect(0, 0, 64, 48))); err != nil {
 		t.Fatal(err)
 	}
-	res, err := http.Post(url+"/v1/outputs/demo/images?previews=32", "image/png", &b)
-	if err != nil {
+	file := filepath.Join(t.TempDir(), "a.png")
+	if err := os.WriteFile(file, b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("publish: got %d %s; want 200", res.StatusCode, body)
+	out, _ := runMain(t, ExitOK, "publish", "--producer-url", url, "--output-id", "demo", "--type", "png", "--previews", "32", file)
+	if !strings.Contains(out, "seq=1 index=0 type=image/webp size=32x24 ") || !strings.Contains(out, "rendition=preview file="+file) ||
+		!strings.Contains(out, "seq=2 index=0 type=image/png size=64x48 ") || !strings.Contains(out, "rendition=full file="+file) {
+		t.Fatalf("publish printed %q; want the preview (seq 1) and the image (seq 2)", out)
 	}
 	tests := []struct {
 		rendition string
