@@ -162,7 +162,7 @@ func (c Config) endpoint(base string) (string, error) {
 		if c.Last > 0 {
 			q.Set("last", strconv.Itoa(c.Last))
 		}
-		if c.Rendition != "" {
+		if c.Rendition != "" && c.Rendition != "full" { // full is the gateway's default
 			q.Set("rendition", c.Rendition)
 		}
 	}
