@@ -15,6 +15,11 @@ For each format it measures, per image of the batch (median of N runs):
 - async: the same with FRAMECAST_ASYNC=1, until the node returns; then the
   time until the background sender has published the batch;
 
+and, to show where the blocking node's time goes, the part of "PIL in node"
+spent in ComfyUI's process converting and encoding (``Batch.encode``), and
+the producer's own time to publish and get the acknowledgements
+(``framecast_producer_publish_seconds`` of its /metrics);
+
 and the request body bytes per image of each upload.
 
     FRAMECAST_BENCH_IMAGE=bin/bench.rgb go test -count=1 -run '^TestWriteBenchImage$' ./shared/encode/
@@ -88,6 +93,15 @@ class Producer:
                 sys.exit(f"producer did not start; see {self.log.name}")
             time.sleep(0.05)
 
+    def metric(self, series):
+        """The value of one series of the producer's /metrics, 0 when absent."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as resp:
+            for line in resp.read().decode().splitlines():
+                name, _, value = line.rpartition(" ")
+                if name == series:
+                    return float(value)
+        return 0.0
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -137,7 +151,12 @@ def main():
                 return node.run("bench", batch, file_type, quality, "")
 
             seed = median_ms(lambda: seed_node(batch, file_type, quality), args.runs, args.batch)
+            encoding = median_ms(lambda: publish.prepare(batch, "bench", "", file_type, quality).encode(),
+                                 args.runs, args.batch)
+            published = producer.metric("framecast_producer_publish_seconds_sum")
             in_node = median_ms(lambda: run(), args.runs, args.batch)
+            publishing = (producer.metric("framecast_producer_publish_seconds_sum") - published) * 1000 / (
+                args.runs * args.batch)
             raw_upload = median_ms(lambda: run(FRAMECAST_ENCODE="producer"), args.runs, args.batch)
             returns, sent = [], []
             for _ in range(args.runs):
@@ -157,7 +176,8 @@ def main():
             raw_batch = publish.prepare(batch, "bench", "", file_type, quality, publish.ENCODE_PRODUCER)
             raw_bytes = sum(r[4].nbytes for r in raw_batch.requests(settings))
             seed_bytes = sum(map(len, seed_node(batch, file_type, quality)))
-            rows.append((f"{file_type} q{quality}" if file_type != "PNG" else "PNG", seed, in_node, raw_upload,
+            rows.append((f"{file_type} q{quality}" if file_type != "PNG" else "PNG", seed, in_node, encoding,
+                         publishing, raw_upload,
                          statistics.median(returns) * 1000 / args.batch, statistics.median(sent) * 1000 / args.batch,
                          seed_bytes // args.batch, pil_bytes // args.batch, raw_bytes // args.batch))
     finally:
@@ -166,12 +186,13 @@ def main():
     print(f"PIL {Image.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs, batch of {args.batch} "
           f"{args.width}x{args.height} RGB float32, median of {args.runs} runs, ms per image")
     print()
-    print("| format | seed node (encode only) | PIL in node | raw upload | async: node returns | async: published "
-          "| seed bytes/image | PIL in node: bytes sent/image | raw upload: bytes sent/image |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for label, seed, in_node, raw_upload, returns, sent, seed_b, pil_b, raw_b in rows:
-        print(f"| {label} | {seed:.1f} | {in_node:.1f} | {raw_upload:.1f} | {returns:.1f} | {sent:.1f} "
-              f"| {seed_b} | {pil_b} | {raw_b} |")
+    print("| format | seed node (convert + encode) | PIL in node | of which convert + encode | of which producer "
+          "publish (mean) | raw upload | async: node returns | async: published | seed bytes/image "
+          "| PIL in node: bytes sent/image | raw upload: bytes sent/image |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, seed, in_node, encoding, publishing, raw_upload, returns, sent, seed_b, pil_b, raw_b in rows:
+        print(f"| {label} | {seed:.1f} | {in_node:.1f} | {encoding:.1f} | {publishing:.1f} | {raw_upload:.1f} "
+              f"| {returns:.1f} | {sent:.1f} | {seed_b} | {pil_b} | {raw_b} |")
 
 
 if __name__ == "__main__":
