@@ -8,10 +8,14 @@ opens it, so "not sent yet" is a fact of the test, not a race; frames are
 read back by a websocket client.
 """
 
+import io
 import json
 import threading
 import time
 import unittest
+
+import numpy as np
+from PIL import Image
 
 import test_node as base
 from test_pil import StackTest, digests, photo, read_frames, seed_encode
@@ -107,6 +111,26 @@ class AsyncTest(StackTest):
         self.assertEqual(digests(image for _, image in frames), want)
         self.assertEqual([(h["batch_index"], h["batch_size"]) for h, _ in frames], [(0, 2), (1, 2)] * 3)
         self.assertEqual([h["Idempotency-Key"] for _, _, h in self.gate.seen], keys)
+
+    def test_raw_upload_and_previews(self):
+        # FRAMECAST_ENCODE=producer: the sender sends the uint8 copy, which
+        # the producer encodes to the seed's pixels; previews come along.
+        self.set_env(FRAMECAST_PRODUCER_URL=self.gate.url, FRAMECAST_TIMEOUT="20", FRAMECAST_ASYNC="1",
+                     FRAMECAST_ENCODE="producer")
+        x = photo(2, 24, 40, 3, seed=5)
+        nodes.FramecastImageOutput().run("async-raw", base.FakeTensor(x), "PNG", 80, "", previews=20)
+        x[:] = 0  # the tensor changes after the node returned; the queued copy does not
+        self.gate.gate.set()
+        self.assertTrue(sender.running().flush(60))
+        _, target, _ = self.gate.seen[-1]
+        self.assertIn("dtype=uint8", target)
+        self.assertIn("previews=20", target)
+        frames = self.replay("async-raw", 4, "&rendition=all")
+        got = [(h["rendition"], h["batch_index"], h["width"], h["height"]) for h, _ in frames]
+        self.assertEqual(got, [("preview", 0, 20, 12), ("full", 0, 40, 24), ("preview", 1, 20, 12), ("full", 1, 40, 24)])
+        seed = [Image.open(io.BytesIO(b)) for b in seed_encode(photo(2, 24, 40, 3, seed=5), "PNG", 80)]
+        for (_, image), want in zip(frames[1::2], seed):
+            self.assertTrue(np.array_equal(np.asarray(Image.open(io.BytesIO(image))), np.asarray(want)))
 
     def test_full_queue_blocks_the_node_until_there_is_room(self):
         # Each batch is 2*16*16*3 = 1536 bytes of uint8 pixels; the sender
