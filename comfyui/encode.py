@@ -24,10 +24,13 @@ def to_uint8(arr):
     so later changes to the caller's tensor cannot reach it."""
     if arr.dtype == np.uint8:
         return np.array(arr, copy=True)
-    # As the seed: 255.0 * x in x's float type, clipped, cast. NaN casts
-    # as the seed's does; numpy's warning about it is not ComfyUI's business.
+    # As the seed: 255.0 * x in x's float type, clipped, cast; the same
+    # values, with one temporary array instead of two. NaN casts as the
+    # seed's does; numpy's warning about it is not ComfyUI's business.
     with np.errstate(invalid="ignore"):
-        return np.clip(255.0 * arr, 0, 255).astype(np.uint8)
+        scaled = np.multiply(arr, 255.0, dtype=arr.dtype)
+        np.clip(scaled, 0, 255, out=scaled)
+        return scaled.astype(np.uint8)
 
 
 def _pil():

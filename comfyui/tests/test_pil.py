@@ -194,6 +194,21 @@ class PILTest(StackTest):
         self.assertEqual(self.metric('framecast_producer_requests_total{code="200"}'), before)
 
 
+class ConversionTest(unittest.TestCase):
+    def test_uint8_as_the_seed(self):
+        # The seed's np.clip(255.0 * x, 0, 255).astype(np.uint8), on values
+        # around every edge: out of range, exact steps, just below them.
+        encode = sys.modules["framecast_comfyui.encode"]
+        rng = np.random.default_rng(3)
+        x = rng.uniform(-0.2, 1.2, size=(2, 16, 16, 3)).astype(np.float32)
+        x[0, 0, :8, 0] = [0.0, 1.0, 1 / 255, 0.5, 254.5 / 255, np.float32(1) - np.float32(1e-7), -0.0, 1e-9]
+        want = np.clip(255.0 * x, 0, 255).astype(np.uint8)
+        got = encode.to_uint8(x)
+        self.assertEqual(got.dtype, np.uint8)
+        self.assertTrue(np.array_equal(got, want), f"{np.argwhere(got != want)[:5]}")
+        self.assertIsNot(encode.to_uint8(want), want)
+
+
 class MultipartTest(unittest.TestCase):
     def test_body_parses_back(self):
         # Python's own multipart parser reads back every image, in order.
