@@ -19,9 +19,12 @@ func previewCost(side int) int64 {
 }
 
 // previews makes the preview of every encoded frame (publish.Previews),
-// one image decoded at a time under the lease.
+// one image decoded at a time under the lease; the encode histogram
+// observes the whole request's previews once.
 func (s *Server) previews(ctx context.Context, l *lease, side int, frames []publish.Frame) ([]publish.Frame, *apiError) {
 	out := make([]publish.Frame, 0, len(frames))
+	start := time.Now()
+	defer func() { s.metrics.encode.Observe(time.Since(start).Seconds()) }()
 	for i, f := range frames {
 		c, format, err := image.DecodeConfig(bytes.NewReader(f.Data))
 		if err != nil {
@@ -31,9 +34,7 @@ func (s *Server) previews(ctx context.Context, l *lease, side int, frames []publ
 		if err := l.grow(ctx, need); err != nil {
 			return nil, budgetError(err)
 		}
-		start := time.Now()
 		p, err := publish.Previews(ctx, frames[i:i+1], side)
-		s.metrics.encode.Observe(time.Since(start).Seconds())
 		l.shrink(need)
 		if err != nil {
 			if errors.Is(err, publish.ErrInvalid) && ctx.Err() == nil {
