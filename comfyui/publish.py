@@ -410,8 +410,10 @@ class Batch:
             self.pixels = None
 
     def requests(self, settings):
-        """The requests still to send: (first image, images, URL, Content-Type,
-        body) with every image from the first not yet stored."""
+        """Yield the requests still to send, in order, as (first image,
+        images, URL, Content-Type, body), from the first image not yet
+        stored. Each body is made when it is yielded, so a large batch is
+        not held twice."""
         self.encode()
         if self.encoded is not None:
             groups = _groups([len(b) + MULTIPART_OVERHEAD for b in self.encoded], settings.max_body_bytes)
@@ -419,7 +421,6 @@ class Batch:
             per_image = self.pixels[0].nbytes
             groups = _groups([per_image] * self.total, settings.max_body_bytes)
         split = len(groups) > 1
-        out = []
         for start, count in groups:
             if start + count <= self._sent:
                 continue
@@ -433,8 +434,7 @@ class Batch:
                                  pixels.shape, pixels.dtype, part, self.previews)
                 # A flat byte view of the array: no copy of a batch that may be large.
                 content_type, body = "application/octet-stream", memoryview(pixels.reshape(-1).view(np.uint8))
-            out.append((start, count, url, content_type, body))
-        return out
+            yield start, count, url, content_type, body
 
     def send(self, settings):
         """Send every request not yet answered, in order; return the answer.
@@ -443,15 +443,13 @@ class Batch:
         frames of the batch were already published; calling send again
         (with the same key) goes on from the request that failed.
         """
-        requests = self.requests(settings)
-        split = len(requests) > 1 or self._sent > 0
-        for start, count, url, content_type, body in requests:
+        for start, count, url, content_type, body in self.requests(settings):
             try:
                 frames = _post(settings, url, body, content_type, self.key)
             except ProducerError as err:
                 # Every frame of the batch stored so far, with its batch_index.
                 published = err.published = self.frames + err.published
-                if published and split:
+                if published and count < self.total:
                     err.args = (
                         f"{err}; frames 0..{len(published) - 1} of the batch of {self.total} were published "
                         f"(seq {published[0].get('seq')}..{published[-1].get('seq')})",
