@@ -5,13 +5,16 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/framecast/framecast/services/gateway/hub"
 )
 
 // FuzzParseResume: any query either parses or yields a 400 with a message;
 // the native endpoint passes only known parameters, each once.
 func FuzzParseResume(f *testing.F) {
 	for _, s := range []string{"since=1", "last=5", "since=1&last=2", "since=x", "last=0", "last=99999999999999999999",
-		"since=4&epoch=1764532134123456789", "epoch=12", "since=1&epoch=x1", "since=1&epoch="} {
+		"since=4&epoch=1764532134123456789", "epoch=12", "since=1&epoch=x1", "since=1&epoch=",
+		"rendition=preview", "last=3&rendition=all", "rendition=Full", "rendition="} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -27,6 +30,13 @@ func FuzzParseResume(f *testing.F) {
 			}
 		} else if herr.status != 400 || herr.msg == "" {
 			t.Fatalf("got %d %q; want 400 with a message", herr.status, herr.msg)
+		}
+		if rs, herr := parseRenditions(q); herr != nil {
+			if herr.status != 400 || !strings.Contains(herr.msg, "allowed: full (the default), preview, all") {
+				t.Fatalf("got %d %q; want 400 naming the allowed renditions", herr.status, herr.msg)
+			}
+		} else if v := q.Get("rendition"); rs > hub.AllRenditions || !slices.Contains([]string{"", "full", "preview", "all"}, v) {
+			t.Fatalf("rendition %q taken as %d", v, rs)
 		}
 		since, last, epoch, herr := parseResume(q, true)
 		if herr != nil {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/framecast/framecast/services/producer/publish"
 	"github.com/framecast/framecast/shared/encode"
 	"github.com/framecast/framecast/shared/frame"
 )
@@ -52,6 +53,9 @@ func FuzzParseRequest(f *testing.F) {
 		{"batch=-1&width=1&height=1&channels=1&dtype=uint8", "application/octet-stream; charset=x"},
 		{"batch=2&width=1&height=1&channels=1&dtype=uint8&batch_offset=7&batch_total=8", "application/octet-stream"},
 		{"batch_offset=3", "image/webp"},
+		{"previews=128", "image/png"},
+		{"previews=15&file_type=jpeg", "multipart/form-data; boundary=b"},
+		{"width=2&height=2&channels=3&dtype=uint8&previews=1024", "application/octet-stream"},
 	} {
 		f.Add(s[0], s[1])
 	}
@@ -69,6 +73,9 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if !r.format.Valid() || r.quality < 1 || r.quality > 100 {
 			t.Fatalf("accepted format %v quality %d", r.format, r.quality)
+		}
+		if r.previews != 0 && (r.previews < publish.MinPreview || r.previews > publish.MaxPreview) {
+			t.Fatalf("accepted previews %d", r.previews)
 		}
 		if r.kind == bodyRaw {
 			s := r.shape

@@ -77,10 +77,11 @@ func TestParseFormat(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	h := nats.Header{}
 	sample().Header(h)
-	f.Add(h.Get(HeaderContentType), h.Get(HeaderOutputID), h.Get(HeaderClientID), "640", "480", "2", "4", "1764158400123")
-	f.Fuzz(func(t *testing.T, ct, oid, cid, w, hh, bi, bs, ts string) {
+	f.Add(h.Get(HeaderContentType), h.Get(HeaderOutputID), h.Get(HeaderClientID), "640", "480", "2", "4", "1764158400123", "")
+	f.Add(h.Get(HeaderContentType), h.Get(HeaderOutputID), h.Get(HeaderClientID), "640", "480", "2", "4", "1764158400123", "preview")
+	f.Fuzz(func(t *testing.T, ct, oid, cid, w, hh, bi, bs, ts, rendition string) {
 		h := nats.Header{}
-		for k, v := range map[string]string{HeaderContentType: ct, HeaderOutputID: oid, HeaderClientID: cid, HeaderWidth: w, HeaderHeight: hh, HeaderBatchIndex: bi, HeaderBatchSize: bs, HeaderTimestamp: ts} {
+		for k, v := range map[string]string{HeaderContentType: ct, HeaderOutputID: oid, HeaderClientID: cid, HeaderWidth: w, HeaderHeight: hh, HeaderBatchIndex: bi, HeaderBatchSize: bs, HeaderTimestamp: ts, HeaderRendition: rendition} {
 			h.Set(k, v)
 		}
 		m, err := Decode(h)
