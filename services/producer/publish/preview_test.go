@@ -127,3 +127,38 @@ func TestPreviewsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestLargePreviewByReference: a preview over the inline limit is stored
+// in the bucket like a large frame, under its image's object name with
+// "/preview" appended, and a retry with the same key reuses both objects.
+func TestLargePreviewByReference(t *testing.T) {
+	js, st := setup(t)
+	p := New(js, Options{InlineLimit: 16})
+	b := Batch{OutputID: "o", Format: frame.PNG, Previews: 64, IdempotencyKey: "k", Images: []image.Image{gradient(200, 100)}}
+	acks, err := p.Images(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(acks) != 2 || acks[0].Object == "" || acks[0].Object != acks[1].Object+"/preview" {
+		t.Fatalf("acks %+v; want a preview stored as <its image's object>/preview", acks)
+	}
+	obs := bucket(t, js)
+	for _, a := range acks {
+		got, err := obs.GetBytes(context.Background(), a.Object)
+		if err != nil || len(got) != a.Bytes {
+			t.Fatalf("object %s: %d bytes, %v; want %d", a.Object, len(got), err, a.Bytes)
+		}
+		if _, m := stored(t, st, a.Seq); m.Object != a.Object || m.Rendition != a.Rendition {
+			t.Fatalf("stored %+v; want the reference %s of rendition %v", m, a.Object, a.Rendition)
+		}
+	}
+	again, err := p.Images(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, a := range again {
+		if !a.Duplicate || a.Object != acks[k].Object {
+			t.Errorf("retry ack %d: %+v; want a duplicate with object %s", k, a, acks[k].Object)
+		}
+	}
+}
