@@ -446,10 +446,13 @@ func TestNATSPermissions(t *testing.T) {
 	})
 }
 
-// expectRefused connects as user, runs act, and waits for NATS to report
-// a permissions violation.
+// expectRefused connects as user, runs act, and waits up to 10s for NATS
+// to report a permissions violation (its own bound, so that one request
+// let through does not use up the wait of the others).
 func expectRefused(t *testing.T, ctx context.Context, s *stack, user string, act func(nc *nats.Conn) error) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	var mu sync.Mutex
 	var asyncErr error
 	got := make(chan struct{}, 1)
