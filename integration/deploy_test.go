@@ -22,8 +22,9 @@ import (
 )
 
 // TestDeployedSettingsExist checks every FRAMECAST_* variable that
-// docker-compose.yml and the Kubernetes manifests give a gateway or a
-// producer against the flags of the binary itself (its -h listing): a
+// docker-compose.yml and the Kubernetes manifests give a gateway, a
+// producer or the stream ensure step (framecast stream ensure) against
+// the flags of the binary itself (its -h listing): a
 // service ignores a variable that names no flag, so a misspelled one in
 // a manifest would silently leave a default (a warning in its log is all).
 // Variables given to the ComfyUI container are checked against those the
@@ -34,9 +35,10 @@ func TestDeployedSettingsExist(t *testing.T) {
 		t.Fatal(err)
 	}
 	known := map[string]map[string]bool{
-		"framecast/gateway":  flagVars(t, bins.Gateway),
-		"framecast/producer": flagVars(t, bins.Producer),
-		"comfyui":            nodeVars(t, filepath.Join(root, "comfyui", "publish.py")),
+		"framecast/gateway":   flagVars(t, bins.Gateway),
+		"framecast/producer":  flagVars(t, bins.Producer),
+		"framecast/framecast": flagVars(t, bins.Framecast, "stream", "ensure"),
+		"comfyui":             nodeVars(t, filepath.Join(root, "comfyui", "publish.py")),
 	}
 	var found []string
 	check := func(where, image string, vars []string) {
@@ -71,7 +73,9 @@ func TestDeployedSettingsExist(t *testing.T) {
 		"docker-compose.yml service gateway-2",
 		"docker-compose.yml service gpu-producer",
 		"docker-compose.yml service producer",
+		"docker-compose.yml service stream-ensure",
 		"gateway.yaml container gateway",
+		"stream-ensure.yaml container stream-ensure",
 	}
 	if strings.Join(found, "\n") != strings.Join(want, "\n") {
 		t.Errorf("containers checked:\n%s\nwant:\n%s", strings.Join(found, "\n"), strings.Join(want, "\n"))
@@ -82,7 +86,7 @@ func TestDeployedSettingsExist(t *testing.T) {
 func imageKind(image string) string {
 	name, _, _ := strings.Cut(image, ":")
 	switch {
-	case name == "framecast/gateway", name == "framecast/producer":
+	case name == "framecast/gateway", name == "framecast/producer", name == "framecast/framecast":
 		return name
 	case strings.HasPrefix(name, "comfyui"):
 		return "comfyui"
@@ -90,11 +94,12 @@ func imageKind(image string) string {
 	return ""
 }
 
-// flagVars runs bin -h and returns the variables its flags are read from.
-func flagVars(t *testing.T, bin string) map[string]bool {
+// flagVars runs bin with args and -h and returns the variables its flags
+// are read from.
+func flagVars(t *testing.T, bin string, args ...string) map[string]bool {
 	t.Helper()
 	var out bytes.Buffer
-	cmd := exec.Command(bin, "-h")
+	cmd := exec.Command(bin, append(args, "-h")...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	var exit *exec.ExitError
 	if err := cmd.Run(); err != nil && !errors.As(err, &exit) {

@@ -8,8 +8,8 @@ import (
 	"github.com/framecast/framecast/integration/topo"
 )
 
-// bins are the producer, gateway and nats-server binaries built once for
-// the whole suite.
+// bins are the producer, gateway, nats-server and framecast binaries,
+// built once for the whole suite.
 var bins topo.Binaries
 
 func TestMain(m *testing.M) {

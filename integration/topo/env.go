@@ -22,22 +22,26 @@ type Binaries struct {
 	Producer string
 	Gateway  string
 	NATS     string
+	// Framecast is the framecast command (stream ensure); Build makes it.
+	Framecast string
 }
 
-// Build compiles the producer, the gateway and nats-server into dir. The
-// binaries are built without -race: they are the system under test, not
-// the test. It runs go build at the workspace root found above the
-// current directory.
+// Build compiles the producer, the gateway, nats-server and the framecast
+// command into dir. The binaries are built without -race: they are the
+// system under test, not the test. It runs go build at the workspace root
+// found above the current directory.
 func Build(dir string) (Binaries, error) {
 	b := Binaries{
-		Producer: filepath.Join(dir, "producer"),
-		Gateway:  filepath.Join(dir, "gateway"),
-		NATS:     filepath.Join(dir, "nats-server"),
+		Producer:  filepath.Join(dir, "producer"),
+		Gateway:   filepath.Join(dir, "gateway"),
+		NATS:      filepath.Join(dir, "nats-server"),
+		Framecast: filepath.Join(dir, "framecast"),
 	}
 	pkgs := []struct{ out, pkg string }{
 		{b.Producer, "./services/producer/cmd/producer"},
 		{b.Gateway, "./services/gateway/cmd/gateway"},
 		{b.NATS, natsServerPkg},
+		{b.Framecast, "./services/framecast/cmd/framecast"},
 	}
 	for _, p := range pkgs {
 		if err := build(p.out, p.pkg); err != nil {
