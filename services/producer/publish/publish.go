@@ -478,7 +478,7 @@ func storeError(ctx context.Context, err error, bucket string) error {
 	case ctx.Err() != nil:
 		return fmt.Errorf("store large frame: %w", context.Cause(ctx))
 	case errors.Is(err, jetstream.ErrBucketNotFound):
-		return fmt.Errorf("%w: the large-frame bucket %s does not exist (the stream is not ensured yet): %v", ErrUnavailable, bucket, err)
+		return fmt.Errorf("%w: the large-frame bucket %s does not exist (framecast stream ensure has not created it yet): %v", ErrUnavailable, bucket, err)
 	case errors.As(err, &api):
 		return fmt.Errorf("%w: the large-frame bucket %s refused the image (full until older frames age out?): %v", ErrUnavailable, bucket, err)
 	}

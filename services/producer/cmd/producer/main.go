@@ -26,6 +26,7 @@ import (
 
 	"github.com/framecast/framecast/services/producer"
 	"github.com/framecast/framecast/services/producer/publish"
+	"github.com/framecast/framecast/shared/encode"
 	"github.com/framecast/framecast/shared/envcheck"
 	"github.com/framecast/framecast/shared/natsembed"
 )
@@ -135,6 +136,7 @@ func run(args []string) error {
 		return err
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: *readTO, IdleTimeout: *idleTO}
+	log.Info("encoders", "backend", encode.Backend())
 	fmt.Printf("producer listening on http://%s\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
