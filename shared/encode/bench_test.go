@@ -7,6 +7,7 @@ import (
 	"image"
 	"math"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/framecast/framecast/shared/frame"
@@ -18,14 +19,23 @@ const benchSide = 1024
 
 // TestWriteBenchImage writes the benchmark image, raw RGB bytes in H,W,C
 // order (1024×1024×3), to $FRAMECAST_BENCH_IMAGE for bench/pil_encode.py,
-// so Go and PIL encode byte-identical input. It skips when that is unset.
+// so Go and PIL encode byte-identical input; unset, to a temporary file.
+// Either way it reads the file back: the image is the same on every run.
 func TestWriteBenchImage(t *testing.T) {
 	path := os.Getenv("FRAMECAST_BENCH_IMAGE")
 	if path == "" {
-		t.Skip("FRAMECAST_BENCH_IMAGE is not set")
+		path = filepath.Join(t.TempDir(), "bench.rgb")
 	}
-	if err := os.WriteFile(path, photo(benchSide, benchSide), 0o644); err != nil {
+	want := photo(benchSide, benchSide)
+	if err := os.WriteFile(path, want, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != benchSide*benchSide*3 || !bytes.Equal(got, photo(benchSide, benchSide)) {
+		t.Errorf("%s holds %d bytes that differ from a second rendering; want the same %d bytes", path, len(got), benchSide*benchSide*3)
 	}
 }
 
