@@ -438,12 +438,17 @@ func cpuTime() time.Duration {
 }
 
 func raiseNoFile(tb testing.TB) {
+	if err := raiseNoFileLimit(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// raiseNoFileLimit raises this process's open-file limit to its hard limit.
+func raiseNoFileLimit() error {
 	var l syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		tb.Fatal(err)
+		return err
 	}
 	l.Cur = l.Max
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		tb.Fatal(err)
-	}
+	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -87,12 +88,38 @@ type idleClients struct {
 	stdin io.WriteCloser
 }
 
-// startIdleClients starts TestIdleClients in a child process and returns
+// TestMain runs this test binary as one of BenchmarkIdleMemory's child
+// processes when the benchmark starts it as one (idleClientsMain,
+// bareIdleServerMain), and as the package's tests otherwise.
+func TestMain(m *testing.M) {
+	child := map[string]func() error{envIdleURL: idleClientsMain, envBareIdle: bareIdleServerMain}
+	for env, run := range child {
+		if os.Getenv(env) == "" {
+			continue
+		}
+		if err := run(); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", env, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// The environment that makes the test binary one of BenchmarkIdleMemory's
+// child processes.
+const (
+	envIdleURL   = "FRAMECAST_IDLE_URL"   // the gateway idleClientsMain dials
+	envIdleConns = "FRAMECAST_IDLE_CONNS" // how many connections it dials
+	envBareIdle  = "FRAMECAST_BARE_IDLE"  // run bareIdleServerMain
+)
+
+// startIdleClients starts idleClientsMain in a child process and returns
 // once it has dialed n connections to base.
 func startIdleClients(b *testing.B, base string, n int) *idleClients {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleClients$")
-	cmd.Env = append(os.Environ(), "FRAMECAST_IDLE_URL="+base, "FRAMECAST_IDLE_CONNS="+strconv.Itoa(n))
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), envIdleURL+"="+base, envIdleConns+"="+strconv.Itoa(n))
 	stdin, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -112,21 +139,23 @@ func (c *idleClients) stop() {
 	_ = c.cmd.Wait()
 }
 
-// TestIdleClients is BenchmarkIdleMemory's client process; it is skipped
-// otherwise. It dials FRAMECAST_IDLE_CONNS connections, prints "ready",
-// and holds them until its standard input closes.
-func TestIdleClients(t *testing.T) {
-	url := os.Getenv("FRAMECAST_IDLE_URL")
-	if url == "" {
-		t.Skip("client process of BenchmarkIdleMemory")
+// idleClientsMain is BenchmarkIdleMemory's client process. It dials
+// $FRAMECAST_IDLE_CONNS connections, prints "ready", and holds them until
+// its standard input closes.
+func idleClientsMain() error {
+	url := os.Getenv(envIdleURL)
+	n, err := strconv.Atoi(os.Getenv(envIdleConns))
+	if err != nil {
+		return fmt.Errorf("%s: %w", envIdleConns, err)
 	}
-	n, _ := strconv.Atoi(os.Getenv("FRAMECAST_IDLE_CONNS"))
-	raiseNoFile(t)
+	if err := raiseNoFileLimit(); err != nil {
+		return err
+	}
 	cs := make([]*websocket.Conn, 0, n)
 	for range n {
 		c, _, err := websocket.Dial(context.Background(), wsURL(url, "/v1/ws?output_id=idle"), nil)
 		if err != nil {
-			t.Fatalf("dial: %v", err)
+			return fmt.Errorf("dial: %w", err)
 		}
 		cs = append(cs, c)
 	}
@@ -135,9 +164,10 @@ func TestIdleClients(t *testing.T) {
 	for _, c := range cs {
 		_ = c.CloseNow()
 	}
+	return nil
 }
 
-// bareIdleServer is a child process running TestBareIdleServer.
+// bareIdleServer is a child process running bareIdleServerMain.
 type bareIdleServer struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
@@ -154,8 +184,8 @@ type bareStat struct {
 
 func startBareIdleServer(b *testing.B) *bareIdleServer {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBareIdleServer$")
-	cmd.Env = append(os.Environ(), "FRAMECAST_BARE_IDLE=1")
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), envBareIdle+"=1")
 	stdin, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -192,21 +222,20 @@ func (s *bareIdleServer) stop() {
 	_ = s.cmd.Wait()
 }
 
-// TestBareIdleServer is BenchmarkIdleMemory's baseline server process; it
-// is skipped otherwise. It serves websockets on a loopback port it prints
+// bareIdleServerMain is BenchmarkIdleMemory's baseline server process. It
+// serves websockets on a loopback port it prints
 // as "listen URL", accepting every connection and holding it with a
 // blocked reader. For each "stat" line on its standard input it prints
 // "stat CONNS RSS HEAP+STACK" (bytes, after a GC); it exits when its
 // standard input closes.
-func TestBareIdleServer(t *testing.T) {
-	if os.Getenv("FRAMECAST_BARE_IDLE") == "" {
-		t.Skip("baseline server process of BenchmarkIdleMemory")
+func bareIdleServerMain() error {
+	if err := raiseNoFileLimit(); err != nil {
+		return err
 	}
-	raiseNoFile(t)
 	var conns atomic.Int64
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
@@ -231,22 +260,36 @@ func TestBareIdleServer(t *testing.T) {
 	for sc.Scan() {
 		if sc.Text() == "stat" {
 			runtime.GC()
-			fmt.Printf("stat %d %d %d\n", conns.Load(), vmRSS(t), heapStack())
+			rss, err := readRSS()
+			if err != nil {
+				return err
+			}
+			fmt.Printf("stat %d %d %d\n", conns.Load(), rss, heapStack())
 		}
 	}
+	return sc.Err()
 }
 
 // vmRSS is this process's resident set size in bytes.
 func vmRSS(tb testing.TB) int64 {
-	b, err := os.ReadFile("/proc/self/status")
+	rss, err := readRSS()
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return rss
+}
+
+// readRSS reads VmRSS from /proc/self/status, in bytes.
+func readRSS() (int64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb * 1024
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024, err
 		}
 	}
-	return 0
+	return 0, errors.New("no VmRSS line in /proc/self/status")
 }
