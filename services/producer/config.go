@@ -29,6 +29,11 @@ const (
 	// DefaultMaxPixels is the largest image: encode.MaxPixels, 2^26.
 	DefaultMaxPixels    = encode.MaxPixels
 	DefaultOverloadWait = time.Second
+	// DefaultReadTimeout bounds reading one request, headers and body;
+	// DefaultIdleTimeout, how long an idle keep-alive connection stays
+	// open. The producer's HTTP server (and framecast run's) uses them.
+	DefaultReadTimeout = 2 * time.Minute
+	DefaultIdleTimeout = time.Minute
 )
 
 // Config configures a Server. The zero value is the development default:

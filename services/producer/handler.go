@@ -247,7 +247,7 @@ func rawLengthError(req request, got int64) *apiError {
 func bodyError(err error, limit int64, what string) *apiError {
 	switch {
 	case isTooLarge(err):
-		return errorf(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "body is over the limit of %d bytes", limit)
+		return errorf(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "%s is over the limit of %d bytes", what, limit)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return errorf(http.StatusRequestTimeout, CodeBodyTimeout, "reading %s: it did not arrive within the producer's read timeout; nothing was published; send it faster or in smaller requests", what)
 	case errors.Is(err, errOverloaded), errors.Is(err, errOverBudget):

@@ -338,7 +338,7 @@ func (p *Publisher) Encoded(ctx context.Context, eb EncodedBatch) ([]Ack, error)
 		msgs[k] = m
 	}
 	if !nc.IsConnected() {
-		return nil, &PartialError{Failed: offset, Offset: offset, Total: len(msgs), Err: fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, nc.Status())}
+		return nil, &PartialError{Failed: offset, Offset: offset, Total: len(eb.Frames), Err: fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, nc.Status())}
 	}
 	acks := make([]Ack, 0, len(msgs))
 	for k, m := range msgs {

@@ -207,6 +207,11 @@ func TestUnavailable(t *testing.T) {
 	if !errors.As(err, &pe) || !errors.Is(err, ErrUnavailable) || len(pe.Published) != 0 || pe.Failed != 0 {
 		t.Fatalf("got %v; want a PartialError wrapping ErrUnavailable with nothing published", err)
 	}
+	// Previews are messages too, but the total counts the batch's images.
+	_, err = p.Images(context.Background(), Batch{OutputID: "o", Format: frame.PNG, Previews: 16, Images: []image.Image{gray(32, 32), gray(32, 32)}})
+	if !errors.As(err, &pe) || pe.Total != 2 {
+		t.Fatalf("got %v; want a PartialError of a batch of 2 images", err)
+	}
 }
 
 func TestPartialErrorMessage(t *testing.T) {

@@ -66,8 +66,8 @@ func run(args []string) error {
 		embedded = fs.Bool("embedded-nats", false, "start an embedded NATS server with JetStream on --nats-url's host:port")
 		storeDir = fs.String("store-dir", "", "JetStream storage of the embedded NATS server (default: a new temporary directory)")
 		level    = fs.String("log-level", "info", "log level: debug, info, warn, error")
-		readTO   = fs.Duration("read-timeout", 2*time.Minute, "longest time to read one request, headers and body; a body still arriving then gets 408 body_timeout")
-		idleTO   = fs.Duration("idle-timeout", time.Minute, "how long an idle keep-alive connection stays open")
+		readTO   = fs.Duration("read-timeout", producer.DefaultReadTimeout, "longest time to read one request, headers and body; a body still arriving then gets 408 body_timeout")
+		idleTO   = fs.Duration("idle-timeout", producer.DefaultIdleTimeout, "how long an idle keep-alive connection stays open")
 	)
 	fs.StringVar(&cfg.NATSURL, "nats-url", producer.DefaultNATSURL, "NATS URL, comma-separated for a cluster")
 	cfg.Stream.Flags(fs)
@@ -85,6 +85,9 @@ func run(args []string) error {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		return fmt.Errorf("--log-level %q: allowed: debug, info, warn, error", *level)
+	}
+	if *readTO <= 0 || *idleTO <= 0 {
+		return fmt.Errorf("--read-timeout %v, --idle-timeout %v: want positive durations", *readTO, *idleTO)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	cfg.Logger, cfg.Tokens = log, toks
