@@ -147,10 +147,9 @@ func (st *Stack) start(ctx context.Context, cfg Config, natsPort int) error {
 	mux.Handle("/v1/outputs/", st.producer.Handler())
 	mux.Handle("/v1/events", st.producer.Handler())
 	mux.Handle("/", st.gateway.Handler())
-	// The producer's read and idle deadlines (its --read-timeout and
-	// --idle-timeout defaults) bound every connection; a websocket is the
-	// gateway's once upgraded and outlives them.
-	st.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute, IdleTimeout: time.Minute,
+	// The producer's read and idle deadlines bound every connection; a
+	// websocket is the gateway's once upgraded and outlives them.
+	st.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: producer.DefaultReadTimeout, IdleTimeout: producer.DefaultIdleTimeout,
 		MaxHeaderBytes: gateway.MaxHeaderBytes, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 	go func() { st.served <- st.http.Serve(st.ln) }()
 	return st.waitReady(ctx)
