@@ -20,7 +20,7 @@ var ErrInvalidConfig = errors.New("invalid gateway config")
 // Defaults of Config's zero fields.
 const (
 	DefaultNATSURL      = "nats://127.0.0.1:4222"
-	DefaultCacheBytes   = 256 << 20
+	DefaultCacheBytes   = hub.DefaultBudget
 	DefaultWriteTimeout = 10 * time.Second
 	DefaultPingInterval = 20 * time.Second
 	DefaultHubBuffer    = hub.DefaultBuffer

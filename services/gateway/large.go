@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/framecast/framecast/services/gateway/hub"
 	"github.com/framecast/framecast/services/gateway/replay"
@@ -67,29 +66,24 @@ func (s *session) writeFrame(f *hub.Frame) error {
 }
 
 // resolve fetches f's image, retrying failures other than ErrGone with
-// backoff for up to hub.StreamRetry.
+// backoff for up to hub.StreamRetry (session.retry).
 func (s *session) resolve(f *hub.Frame) error {
-	wait := 100 * time.Millisecond
-	var failing time.Time
-	for {
+	var gone error
+	err := s.retry(func() error {
 		err := f.Resolve(s.ctx, s.fetchObject)
-		if err == nil || errors.Is(err, hub.ErrGone) || s.ctx.Err() != nil {
-			return err
+		if errors.Is(err, hub.ErrGone) {
+			gone = err
+			return nil
 		}
-		if failing.IsZero() {
-			failing = time.Now()
-		}
-		if time.Since(failing) > hub.StreamRetry {
-			return fmt.Errorf("%w: large frame %d: %v", errStream, f.Seq, err)
-		}
-		s.log.Warn("cannot fetch a large frame; retrying", "seq", f.Seq, "object", f.Meta.Object, "err", err, "retry_in", wait)
-		select {
-		case <-s.ctx.Done():
-			return s.ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 2*time.Second)
+		return err
+	})
+	switch {
+	case gone != nil:
+		return gone
+	case err != nil && s.ctx.Err() == nil:
+		return fmt.Errorf("%w: large frame %d: %v", errStream, f.Seq, err)
 	}
+	return err
 }
 
 // objectGone reports the frame seq whose object no longer exists.

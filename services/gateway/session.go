@@ -203,13 +203,14 @@ func (s *session) expire() {
 // without a context: cut closes the connection instead, so no per-read
 // context registration is held while idle.
 func (s *session) read() {
+	clientBytes := s.srv.metrics.clientBytes.WithLabelValues(s.req.endpoint)
 	for {
 		_, r, err := s.ws.Reader(context.Background())
 		if err != nil {
 			break
 		}
 		n, err := io.Copy(io.Discard, r)
-		s.srv.metrics.clientBytes.WithLabelValues(s.req.endpoint).Add(float64(n))
+		clientBytes.Add(float64(n))
 		if err != nil {
 			break
 		}

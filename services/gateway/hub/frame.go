@@ -64,8 +64,7 @@ func (f *Frame) same(g *Frame) bool {
 	if f.Event != "" || g.Event != "" {
 		return f.Event == g.Event && bytes.Equal(f.image, g.image)
 	}
-	return f.Client == g.Client && f.Meta.OutputID == g.Meta.OutputID && f.Meta.Timestamp == g.Meta.Timestamp &&
-		f.Meta.BatchIndex == g.Meta.BatchIndex && f.Meta.Rendition == g.Meta.Rendition && f.Meta.Object == g.Meta.Object && f.Size() == g.Size()
+	return f.Client == g.Client && f.Meta == g.Meta && f.Size() == g.Size()
 }
 
 // IsEvent reports whether f is an event; its wire bytes are text.

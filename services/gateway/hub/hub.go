@@ -363,7 +363,7 @@ func (h *Hub) Join(ctx context.Context, w Waker, watches []Watch, since *uint64)
 func (h *Hub) settle(fresh []*ring, info *Info) {
 	for _, r := range fresh {
 		r.mu.Lock()
-		if info != nil && true {
+		if info != nil {
 			r.liveFrom = max(r.liveFrom, info.Last+1)
 			r.verified = true
 		}
