@@ -246,6 +246,12 @@ func TestHostileLoad(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
+	// A test that fails early still ends its load before it returns, so
+	// no goroutine reports after the test.
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 
 	// The slow uploads: each on its own connection, headers at once, then
 	// the body a trickle.
@@ -300,6 +306,9 @@ func TestHostileLoad(t *testing.T) {
 	repeat := func(c *tally, url, ctype string, body []byte) {
 		for loadCtx.Err() == nil {
 			status, code, err := hostilePost(ctx, hc, url, ctype, body)
+			if ctx.Err() != nil {
+				return // the test ended early
+			}
 			if err != nil {
 				t.Errorf("%s: %v", url, err)
 				return

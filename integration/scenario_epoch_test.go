@@ -54,7 +54,13 @@ func TestStreamRecreated(t *testing.T) {
 	}
 	raw := watchRaw(t, wctx, l, "raw", gw.URL+"/v1/ws?output_id="+oid)
 	waitHello(t, ctx, ws)
-	<-raw.hello
+	select {
+	case <-raw.hello:
+	case err := <-raw.done:
+		t.Fatalf("raw socket ended before its hello: %v", err)
+	case <-ctx.Done():
+		t.Fatalf("raw socket: no hello: %v", ctx.Err())
+	}
 	var last uint64
 	for range before {
 		f, err := pub.publish(ctx, oid, "", true)
