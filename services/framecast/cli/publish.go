@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/framecast/framecast/services/producer"
+	producerpub "github.com/framecast/framecast/services/producer/publish"
 	"github.com/framecast/framecast/shared/frame"
 	"github.com/framecast/framecast/shared/subject"
 )
@@ -46,7 +47,7 @@ func parsePublish(args []string, stderr io.Writer) (publishConfig, error) {
 	fs.StringVar(&c.ClientID, "client-id", "", "client id to target; empty broadcasts to every client of the output")
 	fs.StringVar(&fileType, "type", "webp", "encoding of the frames: webp, png or jpeg")
 	fs.IntVar(&c.Quality, "quality", 80, "encoding quality 1..100 (webp, jpeg)")
-	fs.IntVar(&c.Previews, "previews", 0, "also publish a WEBP preview of each image, this many pixels on its longest side (16..1024); 0: none")
+	fs.IntVar(&c.Previews, "previews", 0, fmt.Sprintf("also publish a WEBP preview of each image, this many pixels on its longest side (%d..%d); 0: none", producerpub.MinPreview, producerpub.MaxPreview))
 	fs.StringVar(&c.Token, "token", "", "bearer token for the producer API")
 	fs.StringVar(&c.IdempotencyKey, "idempotency-key", "", "Idempotency-Key header: a retry with the same key publishes nothing twice")
 	fs.DurationVar(&c.Timeout, "timeout", time.Minute, "bound on the whole request")
@@ -76,8 +77,8 @@ func parsePublish(args []string, stderr io.Writer) (publishConfig, error) {
 	if c.Quality < 1 || c.Quality > 100 {
 		return c, usagef("--quality %d; allowed: 1..100", c.Quality)
 	}
-	if c.Previews != 0 && (c.Previews < 16 || c.Previews > 1024) {
-		return c, usagef("--previews %d; allowed: 0 (none) or 16..1024", c.Previews)
+	if c.Previews != 0 && (c.Previews < producerpub.MinPreview || c.Previews > producerpub.MaxPreview) {
+		return c, usagef("--previews %d; allowed: 0 (none) or %d..%d", c.Previews, producerpub.MinPreview, producerpub.MaxPreview)
 	}
 	if c.Timeout <= 0 {
 		return c, usagef("--timeout %v; allowed: a positive duration such as 30s", c.Timeout)
