@@ -436,16 +436,17 @@ class Batch:
                 content_type, body = "application/octet-stream", memoryview(pixels.reshape(-1).view(np.uint8))
             yield start, count, url, content_type, body
 
-    def send(self, settings):
+    def send(self, settings, retry=True):
         """Send every request not yet answered, in order; return the answer.
 
         A refusal or a failed retry raises ProducerError, which says which
         frames of the batch were already published; calling send again
-        (with the same key) goes on from the request that failed.
+        (with the same key) goes on from the request that failed. With
+        retry False each request is tried once: the caller retries.
         """
         for start, count, url, content_type, body in self.requests(settings):
             try:
-                frames = _post(settings, url, body, content_type, self.key)
+                frames = _post(settings, url, body, content_type, self.key, retry)
             except ProducerError as err:
                 # Every frame of the batch stored so far, with its batch_index.
                 published = err.published = self.frames + err.published
@@ -531,8 +532,9 @@ def publish(images, output_id, client_id="", file_type="WEBP", quality=DEFAULT_Q
     return batch.send(settings)
 
 
-def _post(settings, url, body, content_type, key):
-    """POST one request and return the answer's frames."""
+def _post(settings, url, body, content_type, key, retry=True):
+    """POST one request and return the answer's frames; with retry, a 503
+    or an unreachable producer is tried once more."""
     headers = {
         "Content-Type": content_type,
         "Content-Length": str(len(body) if isinstance(body, bytes) else body.nbytes),
@@ -542,7 +544,8 @@ def _post(settings, url, body, content_type, key):
     if settings.token:
         headers["Authorization"] = "Bearer " + settings.token
     where = url.split("?", 1)[0]
-    for attempt in (1, 2):
+    attempts = 2 if retry else 1
+    for attempt in range(1, attempts + 1):
         req = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=settings.timeout) as resp:
@@ -550,11 +553,11 @@ def _post(settings, url, body, content_type, key):
             break
         except urllib.error.HTTPError as err:
             refused = _refused(err, where)
-            if err.code != 503 or attempt == 2:
+            if err.code != 503 or attempt == attempts:
                 raise refused from None
             time.sleep(_retry_after(err))
         except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
-            if attempt == 2:
+            if attempt == attempts:
                 reason = getattr(err, "reason", err)
                 raise ProducerError(
                     f"framecast producer at {settings.url} is unreachable (POST {where}, {attempt} attempts): "

@@ -188,7 +188,8 @@ class Sender:
         delay = RETRY_MIN
         while True:
             try:
-                answer = batch.send(job.settings)
+                # Tried once: this loop retries, and close can stop it.
+                answer = batch.send(job.settings, retry=False)
             except publish.ProducerError as err:
                 if err.status is not None and err.status not in RETRY_STATUSES:
                     self._note(refused_batches=1, refused_frames=batch.total - len(err.published), error=str(err))
