@@ -246,12 +246,7 @@ func TestMisspelledSettingWarned(t *testing.T) {
 			// Only tt.env of the FRAMECAST_* variables: others in the
 			// test's environment (FRAMECAST_ACCOUNTING) would be warned
 			// about first.
-			cmd.Env = []string{tt.env}
-			for _, kv := range os.Environ() {
-				if !strings.HasPrefix(kv, "FRAMECAST_") {
-					cmd.Env = append(cmd.Env, kv)
-				}
-			}
+			cmd.Env = append(topo.Environ(), tt.env)
 			stderr, err := cmd.StderrPipe()
 			if err != nil {
 				t.Fatal(err)

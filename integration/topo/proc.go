@@ -27,7 +27,21 @@ type Proc struct {
 	err  error         // Wait's result, set before done closes
 }
 
-// startProc runs bin with args, its output appended to logPath.
+// Environ is this process's environment without its FRAMECAST_*
+// variables, which would configure (or be warned about by) a service under
+// test; a test passes what a service should see explicitly.
+func Environ() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "FRAMECAST_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// startProc runs bin with args, its output appended to logPath, in
+// Environ plus env.
 func startProc(name, logPath, bin string, env []string, args ...string) (*Proc, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -36,7 +50,7 @@ func startProc(name, logPath, bin string, env []string, args ...string) (*Proc, 
 	fmt.Fprintf(f, "=== %s start: %s %s\n", time.Now().Format("15:04:05.000"), filepath.Base(bin), strings.Join(args, " "))
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(Environ(), env...)
 	// A process group lets Kill reach anything the process spawned;
 	// Pdeathsig ends the child when the test binary dies without cleanup.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

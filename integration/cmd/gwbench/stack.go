@@ -37,7 +37,7 @@ func startProc(dir, name, bin string, args ...string) (*proc, error) {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = childEnv()
+	cmd.Env = topo.Environ()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
@@ -50,18 +50,6 @@ func startProc(dir, name, bin string, args ...string) (*proc, error) {
 		close(p.done)
 	}()
 	return p, nil
-}
-
-// childEnv is this process's environment without FRAMECAST_* variables,
-// so that the services run with their defaults and the flags given here.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "FRAMECAST_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 func (p *proc) stop() {
