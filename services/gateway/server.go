@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/framecast/framecast/services/gateway/auth"
 	"github.com/framecast/framecast/services/gateway/hub"
@@ -36,7 +37,11 @@ type Server struct {
 	handler  http.Handler
 	admin    http.Handler
 	limits   *limits
-	ips      *clientIPs
+	// firstLookup merges the stream lookups of connections that arrive
+	// before any lookup has succeeded (a storm at start, or while the
+	// stream has no leader) into one at a time.
+	firstLookup singleflight.Group
+	ips         *clientIPs
 
 	streamReady atomic.Bool
 	draining    chan struct{} // closed when Drain starts
@@ -144,8 +149,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 }
 
 // StreamLookup is how often the gateway looks the stream up in the
-// background (its epoch, first and last sequences). Connections cost no
-// lookup: they use the last one, and the live frames' sequences.
+// background (its epoch, first and last sequences). Once one lookup has
+// succeeded, a live-only connection costs none on an output already
+// watched: it uses the last one and the live frames' sequences (a ring
+// created for it makes one, after its subscription). Before, connections
+// share one lookup at a time (Server.firstLookup).
 const StreamLookup = 30 * time.Second
 
 // verifyStream checks that the stream and its bucket exist with the

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -328,7 +329,11 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, req *request, h
 	if s.hub.Info().Epoch == "" {
 		// No stream lookup has succeeded yet: without one, a live-only
 		// client's start could not be told from the window's.
-		if _, err := s.refreshStream(r.Context()); err != nil {
+		_, err, _ := s.firstLookup.Do("stream", func() (any, error) {
+			// Not the request's context: others wait on this lookup too.
+			return s.refreshStream(context.WithoutCancel(r.Context()))
+		})
+		if err != nil {
 			ls.release()
 			s.refuse(w, &httpError{http.StatusServiceUnavailable, "stream_unavailable", "the stream cannot be looked up yet; try again: " + err.Error()})
 			return

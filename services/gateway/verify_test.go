@@ -2,12 +2,16 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -84,4 +88,45 @@ func TestNotReadyUntilStreamMatches(t *testing.T) {
 	if _, err := stream.Verify(ctx, js, testStream); err != nil {
 		t.Fatalf("after the gateway became ready: %v", err)
 	}
+}
+
+// TestUpgradeBeforeAnyLookup: while no stream lookup has succeeded (here
+// the stream does not exist), connections are refused with 503
+// stream_unavailable, also when many arrive at once and share the
+// lookup; once the stream exists, the next one is accepted.
+func TestUpgradeBeforeAnyLookup(t *testing.T) {
+	ns := bareNATS(t)
+	srv, err := New(context.Background(), Config{NATSURL: ns.ClientURL(), Stream: testStream, ID: "gw",
+		AllowAnonymous: true, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	hs := newHTTPTest(t, srv)
+
+	const conns = 20
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Go(func() {
+			resp, err := http.Get(hs.URL + "/v1/ws?output_id=o" + strconv.Itoa(i))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			var body errorBody
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusServiceUnavailable ||
+				body.Error.Code != "stream_unavailable" || resp.Header.Get("Retry-After") == "" {
+				t.Errorf("connect %d before any lookup: %d %+v (%v); want 503 stream_unavailable with Retry-After", i, resp.StatusCode, body, err)
+			}
+		})
+	}
+	wg.Wait()
+
+	ensureStream(t, ns, testStream)
+	c, resp, err := websocket.Dial(context.Background(), wsURL(hs.URL, "/v1/ws?output_id=o"), nil)
+	if err != nil {
+		t.Fatalf("connect once the stream exists: %v (%v)", err, resp)
+	}
+	_ = c.CloseNow()
 }

@@ -275,8 +275,9 @@ func (h *Hub) newEpoch() {
 
 // Join returns a cursor over the rings of watches, positioned after
 // sequence *since on each, or, with since nil, after the newest frame the
-// gateway knows of (live only: nothing stored before is sent, and no
-// stream lookup is made), subscribing to subjects no one watched yet.
+// gateway knows of (live only: nothing stored before is sent; a stream
+// lookup is made only for a ring it creates, after its subscription),
+// subscribing to subjects no one watched yet.
 // When Join returns, the gateway's NATS server has registered every
 // subscription. In a cluster the interest reaches the server that
 // republishes the stream asynchronously, so frames stored just after Join
