@@ -144,17 +144,29 @@ func (l *lease) read(ctx context.Context, r io.Reader, buf []byte, limit int64) 
 	buf = buf[:0]
 	for limit <= 0 || int64(len(buf)) < limit {
 		if len(buf) == cap(buf) {
-			size := max(2*int64(cap(buf)), minBuffer)
+			// A full buffer grows only once more bytes have come: a body
+			// that ends just here, with an EOF of its own, costs no
+			// doubling.
+			var probe [512]byte
+			p := probe[:]
 			if limit > 0 {
-				size = min(size, limit)
+				p = p[:min(int64(len(p)), limit-int64(len(buf)))]
 			}
-			if err := l.grow(ctx, size); err != nil {
+			n, err := r.Read(p)
+			if n > 0 {
+				var gerr error
+				if buf, gerr = l.grown(ctx, buf, limit); gerr != nil {
+					return buf, gerr
+				}
+				buf = append(buf, p[:n]...)
+			}
+			if errors.Is(err, io.EOF) {
+				return buf, nil
+			}
+			if err != nil {
 				return buf, err
 			}
-			grown := make([]byte, len(buf), size)
-			copy(grown, buf)
-			l.shrink(int64(cap(buf)))
-			buf = grown
+			continue
 		}
 		end := cap(buf)
 		if limit > 0 {
@@ -170,6 +182,23 @@ func (l *lease) read(ctx context.Context, r io.Reader, buf []byte, limit int64) 
 		}
 	}
 	return buf, nil
+}
+
+// grown returns buf in a buffer twice its capacity (at least minBuffer,
+// at most limit when limit > 0), the growth taken from the lease before
+// it is allocated and the old buffer given back.
+func (l *lease) grown(ctx context.Context, buf []byte, limit int64) ([]byte, error) {
+	size := max(2*int64(cap(buf)), minBuffer)
+	if limit > 0 {
+		size = min(size, limit)
+	}
+	if err := l.grow(ctx, size); err != nil {
+		return buf, err
+	}
+	grown := make([]byte, len(buf), size)
+	copy(grown, buf)
+	l.shrink(int64(cap(buf)))
+	return grown, nil
 }
 
 // decodeCost is the memory that decoding an image of config c takes: its

@@ -118,6 +118,25 @@ func (r *stepReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// TestLeaseReadEndsAtAFullBuffer: a body that fills its buffer exactly,
+// its EOF on a call of its own, is not given a buffer twice its size; an
+// empty body takes no buffer.
+func TestLeaseReadEndsAtAFullBuffer(t *testing.T) {
+	for _, size := range []int{0, minBuffer, 2 * minBuffer} {
+		b := newBudget(64 << 20)
+		l := &lease{b: b, wait: time.Second}
+		data := bytes.Repeat([]byte{7}, size)
+		buf, err := l.read(context.Background(), &stepReader{data: data, step: 10_000, l: l}, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf, data) || cap(buf) != size || l.held != int64(size) {
+			t.Errorf("a %d-byte body: read %d bytes into a buffer of %d, lease holds %d; want all of it in %d", size, len(buf), cap(buf), l.held, size)
+		}
+		l.release()
+	}
+}
+
 // TestLeaseRead: a body buffer grows with the bytes that arrived, never
 // to the declared size ahead of them, and never past the limit.
 func TestLeaseRead(t *testing.T) {
