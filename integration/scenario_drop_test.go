@@ -85,12 +85,8 @@ func TestSlowConsumerDrop(t *testing.T) {
 	if err := gw.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	var burstRecs []*ledger.Client
-	for _, w := range ws[:burstClients] {
-		burstRecs = append(burstRecs, w.rec)
-	}
 	wait, wdone := context.WithTimeout(ctx, 45*time.Second)
-	err := l.WaitFor(wait, burstRecs...)
+	err := l.WaitFor(wait, recs(ws[:burstClients])...)
 	wdone()
 	if err != nil {
 		t.Errorf("clients of the burst: %v", err)

@@ -16,7 +16,6 @@ import (
 	"github.com/framecast/framecast/integration/topo"
 	"github.com/framecast/framecast/services/gateway/client"
 	"github.com/framecast/framecast/shared/frame"
-	"github.com/framecast/framecast/shared/stream"
 )
 
 // leafInlineLimit is the GPU hosts' producers' --inline-limit: the large
@@ -116,13 +115,7 @@ func newLeafTopology(t testing.TB, o leafOptions) *leafTopology {
 }
 
 // gatewayURLs lists the gateways' base URLs starting at index first.
-func (lt *leafTopology) gatewayURLs(first int) []string {
-	var urls []string
-	for i := range lt.gateways {
-		urls = append(urls, lt.gateways[(first+i)%len(lt.gateways)].URL)
-	}
-	return urls
-}
+func (lt *leafTopology) gatewayURLs(first int) []string { return gatewayURLs(lt.gateways, first) }
 
 // answerLog keeps every HTTP answer one host's producer gave, with the
 // time its request was sent and when the answer came. Its methods are safe
@@ -391,25 +384,12 @@ func leafCut(t *testing.T, sever func(*gpuHost)) {
 // returns how many frames are stored by reference to the bucket.
 func checkKeysStoredOnce(t *testing.T, ctx context.Context, js jetstream.JetStream, acked int) (byReference int) {
 	t.Helper()
-	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
-	st, err := js.Stream(rctx, stream.DefaultName)
-	rcancel()
-	if err != nil {
-		t.Fatalf("stream info: %v", err)
-	}
-	info := st.CachedInfo()
 	seen := map[string]uint64{} // Nats-Msg-Id -> seq
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-		m, err := st.GetMsg(rctx, seq)
-		rcancel()
-		if err != nil {
-			t.Fatalf("read stream seq %d: %v", seq, err)
-		}
+	walkStream(t, ctx, js, func(seq uint64, m *jetstream.RawStreamMsg) {
 		id := m.Header.Get(nats.MsgIdHdr)
 		if id == "" {
 			t.Errorf("stored seq %d has no %s", seq, nats.MsgIdHdr)
-			continue
+			return
 		}
 		if prev, ok := seen[id]; ok {
 			t.Errorf("%s %q stored twice: seq %d and %d", nats.MsgIdHdr, id, prev, seq)
@@ -418,7 +398,7 @@ func checkKeysStoredOnce(t *testing.T, ctx context.Context, js jetstream.JetStre
 		if m.Header.Get(frame.HeaderObject) != "" {
 			byReference++
 		}
-	}
+	})
 	if len(seen) < acked {
 		t.Errorf("stream holds %d frames; want the %d acknowledged at least", len(seen), acked)
 	}

@@ -103,37 +103,8 @@ func TestNATSLeaderSIGKILL(t *testing.T) {
 // while the cluster settles), and fails if a frame id is stored twice.
 func checkStoredOnce(t *testing.T, ctx context.Context, js jetstream.JetStream, l *ledger.Ledger) {
 	t.Helper()
-	var info *jetstream.StreamInfo
-	var st jetstream.Stream
-	var err error
-	for {
-		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err = js.Stream(rctx, stream.DefaultName)
-		rcancel()
-		if err == nil {
-			info = st.CachedInfo()
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("stream info: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 	seen := map[uint64]uint64{} // id -> seq
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		var m *jetstream.RawStreamMsg
-		for {
-			rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
-			m, err = st.GetMsg(rctx, seq)
-			rcancel()
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("read stream seq %d: %v", seq, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+	walkStream(t, ctx, js, func(seq uint64, m *jetstream.RawStreamMsg) {
 		id, err := ledger.ID(m.Data)
 		if err != nil {
 			t.Fatalf("stored seq %d: %v", seq, err)
@@ -142,8 +113,43 @@ func checkStoredOnce(t *testing.T, ctx context.Context, js jetstream.JetStream, 
 			t.Errorf("frame id %d stored twice: seq %d and %d", id, prev, seq)
 		}
 		seen[id] = seq
-	}
+	})
 	t.Logf("stream holds %d frames, each id once; %d acknowledged", len(seen), l.Acked())
+}
+
+// walkStream calls visit with every message the stream holds, first to
+// last, retrying each lookup while the cluster settles (until ctx ends).
+func walkStream(t *testing.T, ctx context.Context, js jetstream.JetStream, visit func(seq uint64, m *jetstream.RawStreamMsg)) {
+	t.Helper()
+	// retry calls get until it succeeds, or fails the test when ctx ends.
+	retry := func(what string, get func(context.Context) error) {
+		for {
+			rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+			err := get(rctx)
+			rcancel()
+			if err == nil {
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	var st jetstream.Stream
+	retry("stream info", func(ctx context.Context) (err error) {
+		st, err = js.Stream(ctx, stream.DefaultName)
+		return err
+	})
+	info := st.CachedInfo()
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		var m *jetstream.RawStreamMsg
+		retry(fmt.Sprintf("read stream seq %d", seq), func(ctx context.Context) (err error) {
+			m, err = st.GetMsg(ctx, seq)
+			return err
+		})
+		visit(seq, m)
+	}
 }
 
 // TestNATSClusterOutage: the whole NATS cluster stops for 10 s and comes

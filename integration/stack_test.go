@@ -94,10 +94,14 @@ func newStack(t testing.TB, o stackOptions) *stack {
 }
 
 // gatewayURLs lists the gateways' base URLs starting at index first.
-func (s *stack) gatewayURLs(first int) []string {
+func (s *stack) gatewayURLs(first int) []string { return gatewayURLs(s.gateways, first) }
+
+// gatewayURLs lists the gateways' URLs starting with gws[first], so that
+// clients spread their first connections over them.
+func gatewayURLs(gws []*topo.Service, first int) []string {
 	var urls []string
-	for i := range s.gateways {
-		urls = append(urls, s.gateways[(first+i)%len(s.gateways)].URL)
+	for i := range gws {
+		urls = append(urls, gws[(first+i)%len(gws)].URL)
 	}
 	return urls
 }
