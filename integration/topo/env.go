@@ -153,7 +153,7 @@ func (e *Env) cleanup() {
 // <Dir>/<name>.log (appended across restarts).
 func (e *Env) Start(name, bin string, env []string, args ...string) *Proc {
 	e.T.Helper()
-	p, err := startProc(name, filepath.Join(e.Dir, name+".log"), bin, env, args...)
+	p, err := StartProc(name, filepath.Join(e.Dir, name+".log"), bin, env, args...)
 	if err != nil {
 		e.T.Fatal(err)
 	}

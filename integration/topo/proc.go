@@ -40,9 +40,9 @@ func Environ() []string {
 	return env
 }
 
-// startProc runs bin with args, its output appended to logPath, in
+// StartProc runs bin with args, its output appended to logPath, in
 // Environ plus env.
-func startProc(name, logPath, bin string, env []string, args ...string) (*Proc, error) {
+func StartProc(name, logPath, bin string, env []string, args ...string) (*Proc, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err

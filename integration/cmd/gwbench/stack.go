@@ -8,59 +8,31 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/framecast/framecast/integration/topo"
+	"github.com/framecast/framecast/shared/stream"
 )
 
-// proc is a child process in its own process group, its output appended
-// to a log file. stop kills the group; Pdeathsig kills the child if
-// gwbench dies first.
-type proc struct {
-	name string
-	log  string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
-	err  error         // set before done closes
-}
+// proc is a child process (topo.StartProc: its own process group, its
+// output appended to a log file); stop kills the group.
+type proc struct{ *topo.Proc }
 
 func startProc(dir, name, bin string, args ...string) (*proc, error) {
-	logPath := filepath.Join(dir, name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := topo.StartProc(name, filepath.Join(dir, name+".log"), bin, nil, args...)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = topo.Environ()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, log: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	return p, nil
+	return &proc{p}, nil
 }
 
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
-}
+func (p *proc) stop() { p.Kill() }
 
 // clockTick is the unit of /proc/<pid>/stat's CPU times (USER_HZ), 100 on
 // every Linux architecture Go supports.
@@ -68,7 +40,7 @@ const clockTick = 10 * time.Millisecond
 
 // cpu is the process's user and system CPU time so far.
 func (p *proc) cpu() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID()))
 	if err != nil {
 		return 0, err
 	}
@@ -76,17 +48,17 @@ func (p *proc) cpu() (time.Duration, error) {
 	// utime and stime are fields 14 and 15, the 12th and 13th after it.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", p.cmd.Process.Pid)
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", p.PID())
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the name", p.cmd.Process.Pid, len(f))
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the name", p.PID(), len(f))
 	}
 	var ticks int64
 	for _, s := range f[11:13] {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("/proc/%d/stat: %w", p.cmd.Process.Pid, err)
+			return 0, fmt.Errorf("/proc/%d/stat: %w", p.PID(), err)
 		}
 		ticks += n
 	}
@@ -94,19 +66,7 @@ func (p *proc) cpu() (time.Duration, error) {
 }
 
 // rss is the process's resident set size in bytes.
-func (p *proc) rss() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", p.cmd.Process.Pid)
-}
+func (p *proc) rss() (int64, error) { return p.RSS() }
 
 // stack is one nats-server, producer and gateway, each its own process on
 // loopback, for one scenario and one gateway binary.
@@ -142,6 +102,11 @@ func startStack(ctx context.Context, bins binaries, gw gatewayBin, dir string) (
 		s.stop()
 		return nil, err
 	}
+	// The deployment's ensure step: newer services only verify the stream.
+	if err := ensureStream(ctx, natsURL); err != nil {
+		s.stop()
+		return nil, err
+	}
 	s.producer, err = startProc(dir, "producer", bins.Producer,
 		"--listen=127.0.0.1:"+strconv.Itoa(ports[2]), "--nats-url="+natsURL)
 	if err != nil {
@@ -163,6 +128,22 @@ func startStack(ctx context.Context, bins binaries, gw gatewayBin, dir string) (
 		return nil, err
 	}
 	return s, nil
+}
+
+// ensureStream creates the stream and its bucket with the default
+// settings, as framecast stream ensure does.
+func ensureStream(ctx context.Context, natsURL string) error {
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	_, err = stream.Ensure(ctx, js, stream.Config{})
+	return err
 }
 
 // stop kills the gateway, the producer and nats-server, in that order.
@@ -197,9 +178,9 @@ func (s *stack) waitReady(ctx context.Context, p *proc, url string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready at %s (last: %s; log %s): %w", p.name, url, last, p.log, ctx.Err())
-		case <-p.done:
-			return fmt.Errorf("%s exited before it was ready (%v); log %s", p.name, p.err, p.log)
+			return fmt.Errorf("%s not ready at %s (last: %s; log %s): %w", p.Name, url, last, p.Log, ctx.Err())
+		case <-p.Done():
+			return fmt.Errorf("%s exited before it was ready (%v); log %s", p.Name, p.Wait(0), p.Log)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
