@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -24,13 +26,7 @@ import (
 // ensure run makes the stream match, and is ready then.
 func TestNotReadyUntilStreamMatches(t *testing.T) {
 	ns := bareNATS(t)
-	srv, err := New(context.Background(), Config{NATSURL: ns.ClientURL(), Stream: testStream, ID: "gw",
-		AllowAnonymous: true, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	hs := newHTTPTest(t, srv)
+	hs := unverifiedGateway(t, ns)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -96,13 +92,7 @@ func TestNotReadyUntilStreamMatches(t *testing.T) {
 // lookup; once the stream exists, the next one is accepted.
 func TestUpgradeBeforeAnyLookup(t *testing.T) {
 	ns := bareNATS(t)
-	srv, err := New(context.Background(), Config{NATSURL: ns.ClientURL(), Stream: testStream, ID: "gw",
-		AllowAnonymous: true, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	hs := newHTTPTest(t, srv)
+	hs := unverifiedGateway(t, ns)
 
 	const conns = 20
 	var wg sync.WaitGroup
@@ -129,4 +119,17 @@ func TestUpgradeBeforeAnyLookup(t *testing.T) {
 		t.Fatalf("connect once the stream exists: %v (%v)", err, resp)
 	}
 	_ = c.CloseNow()
+}
+
+// unverifiedGateway starts a gateway on ns without making its stream, as
+// a deployment whose ensure step has not run yet.
+func unverifiedGateway(t *testing.T, ns *server.Server) *httptest.Server {
+	t.Helper()
+	srv, err := New(context.Background(), Config{NATSURL: ns.ClientURL(), Stream: testStream, ID: "gw",
+		AllowAnonymous: true, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return newHTTPTest(t, srv)
 }
