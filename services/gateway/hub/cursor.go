@@ -62,6 +62,10 @@ type Cursor struct {
 	epoch  uint64
 	gapTo  uint64
 	parked atomic.Bool
+	// idle: the last Next found nothing in any ring, not even a frame
+	// held back by another ring, and no Next runs; the dispatcher may
+	// then move the cursor past entries it does not take (pass).
+	idle   atomic.Bool
 	behind bool
 	toRead [4]*ring // Next's rings to queue for a read, without allocating
 }
@@ -114,6 +118,7 @@ const StreamRetry = 15 * time.Second
 // its rings. When it returns Wait, call Park and then Next once more: a
 // change between the two is never missed.
 func (c *Cursor) Next() Next {
+	c.idle.Store(false)
 	h := c.h
 	if e := h.epoch.Load(); e != c.epoch {
 		c.epoch = e
@@ -193,6 +198,7 @@ func (c *Cursor) Next() Next {
 		return Next{Kind: Behind, Reading: true}
 	}
 	if best == nil || best.Seq > limit {
+		c.idle.Store(best == nil && !reading)
 		return Next{Kind: Wait, Reading: reading}
 	}
 	cs := &c.subs[bi]
@@ -238,6 +244,35 @@ func (cs *cursorSub) serves(pos, w uint64) (end uint64, ok, filling bool) {
 		return min(end, r.readTo), true, true
 	}
 	return 0, false, true
+}
+
+// pass moves a parked, idle cursor past f, just inserted into r, when it
+// does not take f and f is the next entry it would look at: what its
+// writer would do on waking, done without waking it. It reports whether
+// it did; if not, the cursor must be woken. It needs r.mu held for
+// writing, which keeps the writer's own moves in r out.
+func (c *Cursor) pass(r *ring, f *Frame, w uint64) bool {
+	if !c.parked.Load() || !c.idle.Load() || f.IsGap() || r.stall != 0 {
+		return false
+	}
+	for i := range c.subs {
+		cs := &c.subs[i]
+		if cs.r != r {
+			continue
+		}
+		if cs.resume || cs.takes(f) {
+			return false
+		}
+		pos := cs.pos.Load()
+		end, ok := r.coveredEnd(pos+1, w)
+		j := r.find(pos)
+		if !ok || end < f.Seq || j >= len(r.frames) || r.frames[j] != f {
+			return false
+		}
+		cs.pos.Store(f.Seq)
+		return true
+	}
+	return false
 }
 
 // late returns a frame inserted behind the cursor's position since it

@@ -516,6 +516,21 @@ func (h *Hub) wakeAll(r *ring) {
 	r.mu.RUnlock()
 }
 
+// wakeFor tells r's cursors that live entry f arrived. A parked cursor
+// that does not take f is moved past it instead of woken, when f is all
+// it would find (another client's frame or event on a shared ring: every
+// event would otherwise wake every native connection of the gateway).
+func (h *Hub) wakeFor(r *ring, f *Frame) {
+	r.mu.Lock()
+	w := h.water.Load()
+	for _, c := range r.members {
+		if !c.pass(r, f, w) {
+			c.wake()
+		}
+	}
+	r.mu.Unlock()
+}
+
 // clientToken is the last token of a subject.
 func clientToken(subj string) string {
 	return subj[strings.LastIndexByte(subj, '.')+1:]
@@ -659,7 +674,7 @@ func (h *Hub) deliver(m *nats.Msg) {
 		// since w was read, and this frame may be the old stream's.
 		h.water.CompareAndSwap(w, seq)
 	}
-	h.wakeAll(r)
+	h.wakeFor(r, f)
 	if h.bytes.Add(n) > h.budget {
 		h.evict()
 	}

@@ -325,3 +325,106 @@ func TestFanoutAllocs(t *testing.T) {
 		t.Errorf("allocations per frame: got %v; want 0", allocs)
 	}
 }
+
+// countWaker is a waker that counts its wakes.
+type countWaker struct {
+	ch waker
+	n  atomic.Int64
+}
+
+func (w *countWaker) Wake() {
+	w.n.Add(1)
+	w.ch.Wake()
+}
+
+// TestOthersFramesDoNotWake: a parked cursor is moved past the frames of
+// other clients of its ring without being woken, and is woken for its own.
+func TestOthersFramesDoNotWake(t *testing.T) {
+	e := newEnv(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a := &countWaker{ch: make(waker, 1)}
+	ca, err := e.h.Join(ctx, a, []Watch{watch("o", "a")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.h.Leave(ca)
+	wb := make(waker, 1)
+	cb := join(t, e.h, wb, nil, watch("o", "b"))
+	if x := ca.Next(); x.Kind != Wait {
+		t.Fatalf("got %v; want wait", x.Kind)
+	}
+	ca.Park()
+	if x := ca.Next(); x.Kind != Wait {
+		t.Fatalf("got %v; want wait", x.Kind)
+	}
+	var others []uint64
+	for range 50 {
+		others = append(others, e.publish("o", "b"))
+	}
+	checkOrder(t, drain(t, cb, wb, len(others)), others)
+	// The dispatcher moves the parked cursor as it hands out each frame.
+	last := others[len(others)-1]
+	for deadline := time.Now().Add(10 * time.Second); ca.Position() != last; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("position: got %d; want %d, past the other client's frames", ca.Position(), last)
+		}
+	}
+	if n := a.n.Load(); n != 0 {
+		t.Errorf("wakes for 50 frames of another client: got %d; want 0", n)
+	}
+	own := e.publish("o", "a")
+	checkOrder(t, drain(t, ca, a.ch, 1), []uint64{own})
+	if n := a.n.Load(); n != 1 {
+		t.Errorf("wakes for its own frame: got %d; want 1", n)
+	}
+}
+
+// TestManyClientsOneRing: cursors of several clients on one ring, parked
+// and woken while frames of every client arrive, each get exactly their
+// client's frames and the broadcasts, in order.
+func TestManyClientsOneRing(t *testing.T) {
+	e := newEnv(t, 0)
+	clients := []string{"a", "b", "c"}
+	type member struct {
+		cid string
+		w   waker
+		c   *Cursor
+	}
+	var ms []member
+	for i := range 12 {
+		cid := clients[i%len(clients)]
+		w := make(waker, 1)
+		ms = append(ms, member{cid, w, join(t, e.h, w, nil, watch("o", cid))})
+	}
+	// Which client each frame is for, fixed before the cursors start
+	// draining while the frames are published.
+	const frames = 300
+	want := map[string][]uint64{}
+	cids := make([]string, frames)
+	for i := range cids {
+		cids[i] = clients[i%len(clients)]
+		if i%7 == 0 {
+			cids[i] = "" // a broadcast: every client takes it
+		}
+		for _, c := range clients {
+			if cids[i] == "" || cids[i] == c {
+				want[c] = append(want[c], uint64(i+1)) // a new stream: seqs from 1
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			checkOrder(t, drain(t, m.c, m.w, len(want[m.cid])), want[m.cid])
+		}()
+	}
+	for i, cid := range cids {
+		if seq := e.publish("o", cid); seq != uint64(i+1) {
+			t.Fatalf("frame %d stored at seq %d; want %d", i, seq, i+1)
+		}
+	}
+	wg.Wait()
+}
