@@ -452,3 +452,60 @@ func raiseNoFileLimit() error {
 	l.Cur = l.Max
 	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
 }
+
+// BenchmarkOthersEvents: the CPU a ComfyUI event for a client with no
+// connection costs while 1000 native connections of other clients are
+// idle on the gateway, beside the same events with one such connection.
+// The events ring is followed by every native connection, so an event
+// must not cost the gateway a wake per connection.
+//
+// Clients, gateway and NATS run in this process: cpu-µs/event counts all
+// of them; the ratio is the 1000-connection figure over the baseline.
+func BenchmarkOthersEvents(b *testing.B) {
+	const conns = 1000
+	raiseNoFile(b)
+	ns := testNATS(b)
+	_, hs := testGateway(b, ns, nil)
+	p := newPublisher(b, ns)
+	ctx := context.Background()
+	other := `{"event":"progress","data":{"value":1,"max":20}}`
+	last := `{"event":"status","data":{"status":{"exec_info":{"queue_remaining":0}}}}`
+
+	// run publishes n events for a client no connection has, then one for
+	// every client, and returns the CPU per event once each of cs has
+	// that last one.
+	run := func(cs []*websocket.Conn, n int) float64 {
+		start := cpuTime()
+		for range n {
+			p.publishEvent("nobody", other)
+		}
+		seq := p.publishEvent("", last)
+		for _, c := range cs {
+			for {
+				e := readControl(b, c, wire.TypeEvent)
+				if *e.Seq == seq {
+					break
+				}
+			}
+		}
+		_ = ctx
+		return float64((cpuTime() - start).Microseconds()) / float64(n+1)
+	}
+	cs := make([]*websocket.Conn, conns)
+	for i := range cs {
+		cs[i] = dial(b, hs.URL, fmt.Sprintf("/v1/ws?output_id=o&client_id=c%d", i), nil)
+		readControl(b, cs[i], wire.TypeHello)
+	}
+	run(cs, 10) // warm up
+	b.ResetTimer()
+	idle := run(cs, b.N)
+	b.StopTimer()
+	for _, c := range cs[1:] {
+		_ = c.CloseNow()
+	}
+	run(cs[:1], 10)
+	one := run(cs[:1], b.N)
+	b.ReportMetric(idle, "cpu-µs/event")
+	b.ReportMetric(one, "base-cpu-µs/event")
+	b.ReportMetric(idle/one, "1000/1")
+}

@@ -246,12 +246,13 @@ func (cs *cursorSub) serves(pos, w uint64) (end uint64, ok, filling bool) {
 	return 0, false, true
 }
 
-// pass moves a parked, idle cursor past f, just inserted into r, when it
-// does not take f and f is the next entry it would look at: what its
-// writer would do on waking, done without waking it. It reports whether
-// it did; if not, the cursor must be woken. It needs r.mu held for
-// writing, which keeps the writer's own moves in r out.
-func (c *Cursor) pass(r *ring, f *Frame, w uint64) bool {
+// pass moves a parked, idle cursor past f, just inserted into r after
+// the entry at sequence before, when it does not take f and f is the next
+// entry it would look at: what its writer would do on waking, done
+// without waking it. It reports whether it did; if not, the cursor must be
+// woken. It needs r.mu held for writing, which keeps the writer's own
+// moves in r out.
+func (c *Cursor) pass(r *ring, f *Frame, before, w uint64) bool {
 	if !c.parked.Load() || !c.idle.Load() || f.IsGap() || r.stall != 0 {
 		return false
 	}
@@ -264,9 +265,10 @@ func (c *Cursor) pass(r *ring, f *Frame, w uint64) bool {
 			return false
 		}
 		pos := cs.pos.Load()
-		end, ok := r.coveredEnd(pos+1, w)
-		j := r.find(pos)
-		if !ok || end < f.Seq || j >= len(r.frames) || r.frames[j] != f {
+		if pos < before || pos >= f.Seq {
+			return false
+		}
+		if end, ok := r.coveredEnd(pos+1, w); !ok || end < f.Seq {
 			return false
 		}
 		cs.pos.Store(f.Seq)

@@ -523,8 +523,18 @@ func (h *Hub) wakeAll(r *ring) {
 func (h *Hub) wakeFor(r *ring, f *Frame) {
 	r.mu.Lock()
 	w := h.water.Load()
+	// A cursor that consumed the entry before f, and not f, would look at
+	// f next.
+	var before uint64
+	i := r.find(f.Seq - 1)
+	if i > 0 {
+		before = r.frames[i-1].Seq
+	}
+	if i == len(r.frames) || r.frames[i] != f {
+		before = f.Seq // f is not in the ring (evicted already): wake
+	}
 	for _, c := range r.members {
-		if !c.pass(r, f, w) {
+		if !c.pass(r, f, before, w) {
 			c.wake()
 		}
 	}
