@@ -173,11 +173,11 @@ func (s *Server) verifyStream(ctx context.Context) {
 	var last string
 	for {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := stream.Verify(actx, s.js, s.cfg.Stream)
-		if err == nil {
-			_, err = s.hub.Refresh(actx)
-		}
+		st, err := stream.Verify(actx, s.js, s.cfg.Stream)
 		cancel()
+		if err == nil {
+			s.hub.Observe(st) // the verify's lookup is the hub's first
+		}
 		if err == nil {
 			s.streamProblem.Store(nil)
 			s.streamReady.Store(true)
@@ -205,15 +205,20 @@ func (s *Server) verifyStream(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if _, err := s.refreshStream(ctx); err != nil {
-			s.log.Warn("stream lookup failed", "err", err)
+		// One verify is also the periodic lookup; a mismatch returns no
+		// stream, so the lookup is made on its own then.
+		vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := stream.Verify(vctx, s.js, s.cfg.Stream)
+		cancel()
+		if err == nil {
+			s.hub.Observe(st)
 			continue
 		}
-		vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := stream.Verify(vctx, s.js, s.cfg.Stream)
-		cancel()
 		if errors.Is(err, stream.ErrMismatch) {
 			s.log.Warn("stream settings changed since the gateway started; it keeps serving, restart it with the stream's settings", "stream", s.cfg.Stream.Name, "err", err)
+		}
+		if _, err := s.refreshStream(ctx); err != nil {
+			s.log.Warn("stream lookup failed", "err", err)
 		}
 	}
 }

@@ -165,6 +165,12 @@ func (h *Hub) Refresh(ctx context.Context) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("stream %s: %w", h.source.Stream, err)
 	}
+	return h.Observe(st), nil
+}
+
+// Observe takes what a lookup of the stream made elsewhere saw (st's
+// cached info), as Refresh does with its own.
+func (h *Hub) Observe(st jetstream.Stream) Info {
 	ci := st.CachedInfo()
 	in := Info{Epoch: strconv.FormatInt(ci.Created.UnixNano(), 10), First: ci.State.FirstSeq, Last: ci.State.LastSeq}
 	h.infoMu.Lock()
@@ -175,7 +181,7 @@ func (h *Hub) Refresh(ctx context.Context) (Info, error) {
 		h.log.Warn("the stream was created again; every connection starts over at its new start", "stream", h.source.Stream, "old_epoch", old, "epoch", in.Epoch)
 		h.newEpoch()
 	}
-	return in, nil
+	return in
 }
 
 // Info returns what the last Refresh saw; the zero Info before one
