@@ -117,6 +117,19 @@ func Live(oid, cid string) string {
 	return LivePrefix + "." + Escape(oid) + "." + ClientToken(cid)
 }
 
+// ToLive returns the live subject that stream subject subj (under Prefix)
+// is republished to.
+func ToLive(subj string) string { return LivePrefix + strings.TrimPrefix(subj, Prefix) }
+
+// IsEvent reports whether subj, a stream or live subject, is an event's.
+func IsEvent(subj string) bool {
+	rest, ok := strings.CutPrefix(subj, LivePrefix+".")
+	if !ok {
+		rest, ok = strings.CutPrefix(subj, Prefix+".")
+	}
+	return ok && strings.HasPrefix(rest, EventsToken+".")
+}
+
 // Parse returns the ids of a frame subject, with or without the live
 // prefix. A broadcast subject has cid "".
 func Parse(subj string) (oid, cid string, err error) {

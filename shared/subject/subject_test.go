@@ -170,3 +170,29 @@ func TestEventsTokenUnreachable(t *testing.T) {
 		t.Fatalf("LiveEvents: got %q; want %q", got, want)
 	}
 }
+
+func TestToLiveAndIsEvent(t *testing.T) {
+	for _, tc := range []struct {
+		oid, cid string
+	}{{"o", "c"}, {"a.b", ""}, {"~events", "x"}} {
+		if got, want := ToLive(Frames(tc.oid, tc.cid)), Live(tc.oid, tc.cid); got != want {
+			t.Errorf("ToLive(%q): got %q; want %q", Frames(tc.oid, tc.cid), got, want)
+		}
+		if IsEvent(Frames(tc.oid, tc.cid)) || IsEvent(Live(tc.oid, tc.cid)) {
+			t.Errorf("IsEvent: output %q's frames taken for events", tc.oid)
+		}
+	}
+	if got, want := ToLive(Events("c")), LiveEvents("c"); got != want {
+		t.Errorf("ToLive(%q): got %q; want %q", Events("c"), got, want)
+	}
+	for _, subj := range []string{Events(""), Events("c"), LiveEvents("c")} {
+		if !IsEvent(subj) {
+			t.Errorf("IsEvent(%q): got false; want true", subj)
+		}
+	}
+	for _, subj := range []string{"~events.c", "other.~events.c", Prefix + "." + EventsToken} {
+		if IsEvent(subj) {
+			t.Errorf("IsEvent(%q): got true; want false", subj)
+		}
+	}
+}

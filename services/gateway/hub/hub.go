@@ -700,7 +700,7 @@ func (h *Hub) deliver(m *nats.Msg) {
 // subjects, otherwise a frame.
 func entry(seq uint64, subj string, hdr nats.Header, data []byte) (*Frame, error) {
 	client := clientToken(subj)
-	if isEvent(subj) {
+	if subject.IsEvent(subj) {
 		return NewEvent(seq, client, data)
 	}
 	meta, err := frame.Decode(hdr)
@@ -708,13 +708,6 @@ func entry(seq uint64, subj string, hdr nats.Header, data []byte) (*Frame, error
 		return nil, err
 	}
 	return NewFrame(seq, client, meta, data), nil
-}
-
-// isEvent reports whether subj (a stream or live subject) is an event's.
-func isEvent(subj string) bool {
-	subj = strings.TrimPrefix(subj, "live.")
-	rest, ok := strings.CutPrefix(subj, subject.Prefix+".")
-	return ok && strings.HasPrefix(rest, subject.EventsToken+".")
 }
 
 // evict frees ring memory until the rings hold at most 15/16 of the

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/framecast/framecast/shared/subject"
 )
 
 // Stream reads fill what rings do not cover: the history before a ring
@@ -277,9 +279,9 @@ func (h *Hub) read(batch []*ring) error {
 		add(br, f, seq)
 		r := br.r
 		r.mu.Lock()
-		if l, ok := r.last[liveSubject(m.Subject())]; !ok || seq > l {
+		if l, ok := r.last[subject.ToLive(m.Subject())]; !ok || seq > l {
 			if ok || len(r.last) < maxTracked {
-				r.last[liveSubject(m.Subject())] = seq
+				r.last[subject.ToLive(m.Subject())] = seq
 			}
 		}
 		r.mu.Unlock()
@@ -367,6 +369,3 @@ func (h *Hub) read(batch []*ring) error {
 	}
 	return nil
 }
-
-// liveSubject is the live subject of stream subject subj.
-func liveSubject(subj string) string { return "live." + subj }
