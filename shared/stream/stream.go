@@ -221,14 +221,7 @@ func EnsureObjects(ctx context.Context, js jetstream.JetStream, c Config) (jetst
 		return fail(err)
 	}
 	have := st.CachedInfo().Config
-	want := have
-	want.Description = oc.Description
-	want.MaxAge = oc.TTL
-	want.MaxBytes = oc.MaxBytes
-	want.Storage = oc.Storage
-	want.Replicas = oc.Replicas
-	want.AllowDirect = false
-	if !reflect.DeepEqual(want, have) {
+	if want := bucketConfig(oc, have); !reflect.DeepEqual(want, have) {
 		if _, err := js.UpdateStream(ctx, want); err != nil {
 			return fail(err)
 		}
@@ -238,6 +231,20 @@ func EnsureObjects(ctx context.Context, js jetstream.JetStream, c Config) (jetst
 		return fail(err)
 	}
 	return obs, nil
+}
+
+// bucketConfig is have, the bucket stream's configuration, with the
+// settings of oc that Ensure applies and Verify checks. (The object store
+// API sets them only when it creates the bucket.)
+func bucketConfig(oc jetstream.ObjectStoreConfig, have jetstream.StreamConfig) jetstream.StreamConfig {
+	want := have
+	want.Description = oc.Description
+	want.MaxAge = oc.TTL
+	want.MaxBytes = oc.MaxBytes
+	want.Storage = oc.Storage
+	want.Replicas = oc.Replicas
+	want.AllowDirect = false
+	return want
 }
 
 // BucketStream is the name of the JetStream stream holding bucket.

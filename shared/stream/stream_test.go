@@ -255,8 +255,9 @@ func TestVerify(t *testing.T) {
 	}
 	want := []Difference{
 		{"OUTPUTS", "max_age", "2m0s", "1m0s"},
-		{"OBJ_OUTPUTS_LARGE", "max_age", "2m30s", "1m30s"},
+		// The bucket's in the order of jetstream.StreamConfig's fields.
 		{"OBJ_OUTPUTS_LARGE", "max_bytes", "33554432", "16777216"},
+		{"OBJ_OUTPUTS_LARGE", "max_age", "2m30s", "1m30s"},
 	}
 	if !reflect.DeepEqual(verr.Differences, want) {
 		t.Errorf("differences:\n got %v\nwant %v", verr.Differences, want)

@@ -104,15 +104,12 @@ func Verify(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.St
 	case err != nil:
 		return nil, fmt.Errorf("verify object store %s: %w", oc.Bucket, err)
 	default:
-		// The fields EnsureObjects sets.
+		// The fields EnsureObjects sets, but its description, which
+		// is not a setting.
 		have := bs.CachedInfo().Config
-		verr.compare(bucket, []setting{
-			{"max_age", oc.TTL, have.MaxAge},
-			{"max_bytes", oc.MaxBytes, have.MaxBytes},
-			{"num_replicas", oc.Replicas, have.Replicas},
-			{"storage", oc.Storage, have.Storage},
-			{"allow_direct", false, have.AllowDirect},
-		})
+		want := bucketConfig(oc, have)
+		want.Description = have.Description
+		verr.compareConfigs(bucket, want, have)
 	}
 	if len(verr.Missing) > 0 || len(verr.Differences) > 0 {
 		return nil, &verr
@@ -133,6 +130,18 @@ func (e *VerifyError) compare(stream string, settings []setting) {
 				Want: fmt.Sprint(s.want), Have: fmt.Sprint(s.have)})
 		}
 	}
+}
+
+// compareConfigs adds every field in which have differs from want, by
+// its JSON name.
+func (e *VerifyError) compareConfigs(stream string, want, have jetstream.StreamConfig) {
+	w, h := reflect.ValueOf(want), reflect.ValueOf(have)
+	var settings []setting
+	for i := range w.NumField() {
+		name, _, _ := strings.Cut(w.Type().Field(i).Tag.Get("json"), ",")
+		settings = append(settings, setting{name, w.Field(i).Interface(), h.Field(i).Interface()})
+	}
+	e.compare(stream, settings)
 }
 
 // republish shows a RePublish setting as source->destination.
