@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/framecast/framecast/services/gateway/hub"
+	"github.com/framecast/framecast/services/gateway/replay"
 )
 
 // FuzzParseResume: any query either parses or yields a 400 with a message;
@@ -35,7 +35,7 @@ func FuzzParseResume(f *testing.F) {
 			if herr.status != 400 || !strings.Contains(herr.msg, "allowed: full (the default), preview, all") {
 				t.Fatalf("got %d %q; want 400 naming the allowed renditions", herr.status, herr.msg)
 			}
-		} else if v := q.Get("rendition"); rs > hub.AllRenditions || !slices.Contains([]string{"", "full", "preview", "all"}, v) {
+		} else if v := q.Get("rendition"); rs > replay.AllRenditions || !slices.Contains([]string{"", "full", "preview", "all"}, v) {
 			t.Fatalf("rendition %q taken as %d", v, rs)
 		}
 		since, last, epoch, herr := parseResume(q, true)

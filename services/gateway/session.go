@@ -326,7 +326,7 @@ func (s *session) resumePoint() (*uint64, string, error) {
 	case s.req.last > 0:
 		var n uint64
 		err := s.retry(func() (err error) {
-			if n, err = s.srv.source.SinceForLast(s.ctx, s.req.filters, s.req.last, lastPick(s.req.renditions)); err != nil {
+			if n, err = s.srv.source.SinceForLast(s.ctx, s.req.filters, s.req.last, s.req.renditions); err != nil {
 				err = fmt.Errorf("%w: find last %d frames: %v", errStream, s.req.last, err)
 			}
 			return err

@@ -23,6 +23,7 @@ import (
 
 	"github.com/framecast/framecast/services/gateway/auth"
 	"github.com/framecast/framecast/services/gateway/hub"
+	"github.com/framecast/framecast/services/gateway/replay"
 	"github.com/framecast/framecast/shared/subject"
 )
 
@@ -48,7 +49,7 @@ type request struct {
 	watches  []hub.Watch
 	filters  []string // stream subjects, for last=n
 	// renditions (native only): which renditions of images it takes.
-	renditions hub.Renditions
+	renditions replay.Renditions
 }
 
 type httpError struct {

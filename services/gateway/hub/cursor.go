@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/framecast/framecast/shared/frame"
+	"github.com/framecast/framecast/services/gateway/replay"
 	"github.com/framecast/framecast/shared/subject"
 )
 
@@ -26,30 +26,7 @@ type Watch struct {
 	Client string
 	// Renditions says which renditions of images it takes; the zero value
 	// takes full frames only. Events are taken whatever it says.
-	Renditions Renditions
-}
-
-// Renditions picks the renditions (frame.Rendition) a watch takes.
-type Renditions uint8
-
-const (
-	// FullOnly takes the images as published (the default).
-	FullOnly Renditions = iota
-	// PreviewsOnly takes previews only.
-	PreviewsOnly
-	// AllRenditions takes both, each preview before its full frame.
-	AllRenditions
-)
-
-// takes reports whether a frame of rendition r is taken.
-func (rs Renditions) takes(r frame.Rendition) bool {
-	switch rs {
-	case PreviewsOnly:
-		return r == frame.Preview
-	case AllRenditions:
-		return true
-	}
-	return r == frame.Full
+	Renditions replay.Renditions
 }
 
 // Cursor is one connection's position in the rings of its subjects. Its
@@ -73,7 +50,7 @@ type Cursor struct {
 type cursorSub struct {
 	r          *ring
 	client     string
-	renditions Renditions
+	renditions replay.Renditions
 	// pos: every entry of r up to pos is consumed. The writer sets it;
 	// eviction reads it.
 	pos     atomic.Uint64
@@ -221,7 +198,7 @@ func (cs *cursorSub) takes(f *Frame) bool {
 	if cs.client != "" && f.Client != cs.client && f.Client != subject.Broadcast {
 		return false
 	}
-	return f.IsEvent() || cs.renditions.takes(f.Meta.Rendition)
+	return f.IsEvent() || cs.renditions.Takes(f.Meta.Rendition)
 }
 
 // serves returns the end of what the ring holds for the cursor from

@@ -3,6 +3,7 @@ package hub
 import (
 	"testing"
 
+	"github.com/framecast/framecast/services/gateway/replay"
 	"github.com/framecast/framecast/shared/frame"
 )
 
@@ -23,12 +24,12 @@ func TestRenditions(t *testing.T) {
 	all := []uint64{previews[0], fulls[0], previews[1], fulls[1]}
 	tests := []struct {
 		name       string
-		renditions Renditions
+		renditions replay.Renditions
 		want       []uint64
 	}{
-		{"default", FullOnly, fulls},
-		{"preview", PreviewsOnly, previews},
-		{"all", AllRenditions, all},
+		{"default", replay.FullOnly, fulls},
+		{"preview", replay.PreviewsOnly, previews},
+		{"all", replay.AllRenditions, all},
 	}
 	cursors := make([]*Cursor, len(tests))
 	wakers := make([]waker, len(tests))
@@ -48,7 +49,7 @@ func TestRenditions(t *testing.T) {
 	// what it takes of them, so nothing it must skip came in between.
 	p := e.publishRendition("o", frame.Preview)
 	f := e.publishRendition("o", frame.Full)
-	live := map[Renditions][]uint64{FullOnly: {f}, PreviewsOnly: {p}, AllRenditions: {p, f}}
+	live := map[replay.Renditions][]uint64{replay.FullOnly: {f}, replay.PreviewsOnly: {p}, replay.AllRenditions: {p, f}}
 	for i, tt := range tests {
 		t.Run(tt.name+"/live", func(t *testing.T) {
 			want := live[tt.renditions]

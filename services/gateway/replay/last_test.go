@@ -45,19 +45,19 @@ func TestSinceForLastRenditions(t *testing.T) {
 		name    string
 		filters []string
 		n       int
-		pick    replay.Pick
+		rs      replay.Renditions
 		want    uint64
 	}{
-		{"full", a, 2, replay.Pick{}, seq["3"] - 1},
-		{"full, all of them", a, 3, replay.Pick{}, seq["1"] - 1},
-		{"previews", a, 1, replay.Pick{Previews: true}, seq["2"] - 1},
-		{"both: the oldest frame's preview comes too", a, 2, replay.Pick{WithPreviews: true}, seq["2"] - 1},
-		{"both: a frame without a preview", a, 1, replay.Pick{WithPreviews: true}, seq["6"] - 1},
-		{"both, two outputs", []string{"outputs.a.*", "outputs.b.*"}, 2, replay.Pick{WithPreviews: true}, seq["4"] - 1},
+		{"full", a, 2, replay.FullOnly, seq["3"] - 1},
+		{"full, all of them", a, 3, replay.FullOnly, seq["1"] - 1},
+		{"previews", a, 1, replay.PreviewsOnly, seq["2"] - 1},
+		{"both: the oldest frame's preview comes too", a, 2, replay.AllRenditions, seq["2"] - 1},
+		{"both: a frame without a preview", a, 1, replay.AllRenditions, seq["6"] - 1},
+		{"both, two outputs", []string{"outputs.a.*", "outputs.b.*"}, 2, replay.AllRenditions, seq["4"] - 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := src.SinceForLast(ctx, tt.filters, tt.n, tt.pick)
+			got, err := src.SinceForLast(ctx, tt.filters, tt.n, tt.rs)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,7 +79,7 @@ func TestSinceForLastEmptyStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := replay.Source{JS: js, Stream: stream.DefaultName}
-	got, err := src.SinceForLast(ctx, []string{"outputs.a.*"}, 3, replay.Pick{})
+	got, err := src.SinceForLast(ctx, []string{"outputs.a.*"}, 3, replay.FullOnly)
 	if err != nil || got != 0 {
 		t.Fatalf("got since %d, %v; want 0", got, err)
 	}

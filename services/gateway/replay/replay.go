@@ -340,24 +340,40 @@ func jumps(msgs []jetstream.Msg, next uint64) bool {
 // errFull stops a scan once a window holds n messages.
 var errFull = errors.New("window full")
 
-// Pick says which frames SinceForLast counts. The zero value counts full
-// frames (frame.Full) only.
-type Pick struct {
-	// Previews counts previews (frame.Preview) instead of full frames.
-	Previews bool
-	// WithPreviews makes a counted full frame start at its preview, the
-	// preview just before it on its subject, so that a read from the
-	// returned sequence yields the oldest frame's preview too.
-	WithPreviews bool
+// Renditions picks the renditions (frame.Rendition) of images a
+// connection takes.
+type Renditions uint8
+
+const (
+	// FullOnly takes the images as published (the default).
+	FullOnly Renditions = iota
+	// PreviewsOnly takes previews only.
+	PreviewsOnly
+	// AllRenditions takes both, each preview before its full frame.
+	AllRenditions
+)
+
+// Takes reports whether a frame of rendition r is taken.
+func (rs Renditions) Takes(r frame.Rendition) bool {
+	switch rs {
+	case PreviewsOnly:
+		return r == frame.Preview
+	case AllRenditions:
+		return true
+	}
+	return r == frame.Full
 }
 
 // SinceForLast returns the sequence after which the last n frames of
-// filters that pick counts start (so that reading from it+1 yields those
-// n and any newer). It scans headers backwards from the tip in windows
+// filters a connection taking rs is sent start (so that reading from it+1
+// yields those n and any newer). With AllRenditions it counts full frames,
+// each starting at its preview (the preview just before it on its
+// subject), so the oldest frame's preview comes too. It scans headers backwards from the tip in windows
 // that grow fourfold, so its cost follows how far back the n-th last frame
 // lies, not the stream's size. With fewer than n frames it returns
 // first-1.
-func (s Source) SinceForLast(ctx context.Context, filters []string, n int, pick Pick) (uint64, error) {
+func (s Source) SinceForLast(ctx context.Context, filters []string, n int, rs Renditions) (uint64, error) {
+	previews, withPreviews := rs == PreviewsOnly, rs == AllRenditions
 	first, tip, err := s.Bounds(ctx)
 	if err != nil {
 		return 0, err
@@ -373,7 +389,7 @@ func (s Source) SinceForLast(ctx context.Context, filters []string, n int, pick 
 		}
 		ring := make([]uint64, 0, n)
 		head := 0
-		previews := map[string]uint64{} // WithPreviews: subject -> the preview just seen on it
+		seen := map[string]uint64{} // withPreviews: subject -> the preview just seen on it
 		_, err := s.read(ctx, filters, start, true, func(m jetstream.Msg) error {
 			md, err := m.Metadata()
 			if err != nil {
@@ -385,15 +401,15 @@ func (s Source) SinceForLast(ctx context.Context, filters []string, n int, pick 
 			}
 			isPreview := m.Headers().Get(frame.HeaderRendition) == frame.Preview.String()
 			switch {
-			case isPreview && pick.WithPreviews:
-				previews[m.Subject()] = seq
+			case isPreview && withPreviews:
+				seen[m.Subject()] = seq
 				return nil
-			case isPreview != pick.Previews:
+			case isPreview != previews:
 				return nil
-			case pick.WithPreviews:
-				if p, ok := previews[m.Subject()]; ok {
+			case withPreviews:
+				if p, ok := seen[m.Subject()]; ok {
 					seq = p
-					delete(previews, m.Subject())
+					delete(seen, m.Subject())
 				}
 			}
 			if len(ring) < n {
