@@ -50,8 +50,9 @@ type Config struct {
 	Token string
 
 	// Since asks for every frame with a larger sequence, then live frames.
-	// Last asks for the last Last frames instead. At most one may be set;
-	// with neither the connection starts live.
+	// Last asks for the last Last frames instead (the native endpoint
+	// only). At most one may be set; with neither the connection starts
+	// live.
 	Since *uint64
 	Last  int
 
@@ -101,6 +102,9 @@ func (c Config) validate() error {
 	}
 	if c.Last < 0 {
 		return fmt.Errorf("%w: last is %d; allowed: 0 (off) or a positive count", ErrInvalidConfig, c.Last)
+	}
+	if c.Last > 0 && c.ComfyDeploy {
+		return fmt.Errorf("%w: last is set on the ComfyDeploy endpoint; allowed there: since", ErrInvalidConfig)
 	}
 	if c.Since != nil && c.Last > 0 {
 		return fmt.Errorf("%w: since and last are both set; allowed: one of them", ErrInvalidConfig)

@@ -154,6 +154,7 @@ func TestConfigRefuses(t *testing.T) {
 		{"read limit", Config{URL: "http://h", OutputID: "o", ReadLimit: -2}, "allowed: -1 (none)"},
 		{"comfy output", Config{URL: "http://h", OutputID: "é", ComfyDeploy: true}, "not ASCII"},
 		{"unknown rendition", Config{URL: "http://h", OutputID: "o", Rendition: "thumb"}, `rendition "thumb"; allowed: full (or empty), preview, all`},
+		{"comfy last", Config{URL: "http://h", ComfyDeploy: true, Last: 3}, "last is set on the ComfyDeploy endpoint; allowed there: since"},
 		{"comfy previews", Config{URL: "http://h", ComfyDeploy: true, Rendition: "preview"}, "it never sends previews"},
 	}
 	for _, tt := range tests {
