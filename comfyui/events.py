@@ -354,7 +354,7 @@ class Forwarder:
                     else:
                         self._count("refused", why=_refusal(status, raw, item))
                     return
-                wait = _retry_after(headers, delay)
+                wait = publish.retry_after(headers, delay, RETRY_MIN, RETRY_MAX)
                 why = f"producer at {self.settings.url} answered an event with HTTP {status}; retrying in {wait:g} s"
             self.available = False
             self._count("retries", why=why)
@@ -392,24 +392,10 @@ class Forwarder:
         raise AssertionError("unreachable")
 
 
-def _retry_after(headers, default):
-    try:
-        return min(max(float(headers.get("Retry-After", "")), RETRY_MIN), RETRY_MAX)
-    except (TypeError, ValueError):
-        return default
-
-
 def _refusal(status, raw, item):
     """The log line of an event the producer refused."""
-    try:
-        detail = json.loads(raw)["error"]
-        why = f"{detail.get('code')}: {detail.get('message')}"
-    except (ValueError, KeyError, TypeError):
-        why = raw.decode("utf-8", "replace").strip()[:300]
-    text = f"producer refused event {item.name!r}: HTTP {status} {why}"
-    if status in (401, 403):
-        text += " (set FRAMECAST_TOKEN to a token the producer accepts)"
-    return text
+    code, message, _ = publish.error_detail(raw)
+    return publish.refusal_text(f"event {item.name!r}", status, code, message)
 
 
 class PromptTracker:

@@ -577,13 +577,43 @@ def _post(settings, url, body, content_type, key, retry=True):
     return frames
 
 
+def retry_after(headers, default, low=0.0, high=MAX_RETRY_AFTER):
+    """Seconds to wait before a retry: the answer's Retry-After within
+    low..high, or default without one."""
+    try:
+        seconds = float(headers.get("Retry-After", ""))
+    except (AttributeError, TypeError, ValueError):
+        return default
+    return min(max(seconds, low), high)
+
+
 def _retry_after(err):
     """Seconds to wait before retrying a 503: its Retry-After, within 0..MAX_RETRY_AFTER."""
+    return retry_after(err.headers, RETRY_DELAY)
+
+
+def error_detail(raw):
+    """The code, message and published frames of a producer's JSON error
+    body; a body that is not one gives its text (up to 500 characters) as
+    the message."""
     try:
-        seconds = float(err.headers.get("Retry-After", ""))
-    except (AttributeError, TypeError, ValueError):
-        return RETRY_DELAY
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+        detail = json.loads(raw)["error"]
+        published = detail.get("published")
+        return detail.get("code"), detail.get("message"), published if isinstance(published, list) else []
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, raw.decode("utf-8", "replace").strip()[:500] or None, []
+
+
+def refusal_text(what, status, code, message):
+    """The line that says the producer refused what."""
+    text = f"framecast producer refused {what}: HTTP {status}"
+    if code:
+        text += f" {code}"
+    if message:
+        text += f": {message}"
+    if status in (401, 403):
+        text += " (set FRAMECAST_TOKEN to a token the producer accepts)"
+    return text
 
 
 def _refused(err, where):
@@ -592,24 +622,10 @@ def _refused(err, where):
         raw = err.read(_MAX_ERROR_BODY)
     except (OSError, http.client.HTTPException):
         raw = b""
-    code = message = None
-    published = []
-    try:
-        detail = json.loads(raw)["error"]
-        code, message = detail.get("code"), detail.get("message")
-        if isinstance(detail.get("published"), list):
-            published = detail["published"]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        pass
+    code, message, published = error_detail(raw)
     if code is None and message is None:
-        message = raw.decode("utf-8", "replace").strip()[:500] or err.reason
-    text = f"framecast producer refused POST {where}: HTTP {err.code}"
-    if code:
-        text += f" {code}"
-    if message:
-        text += f": {message}"
-    if err.code in (401, 403):
-        text += " (set FRAMECAST_TOKEN to a token the producer accepts)"
+        message = err.reason
+    text = refusal_text(f"POST {where}", err.code, code, message)
     retry_after = err.headers.get("Retry-After") if err.headers else None
     if err.code == 503 and retry_after:
         text += f" (retry after {retry_after} s)"
