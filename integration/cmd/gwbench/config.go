@@ -145,6 +145,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: frame sizes must be at least %d bytes", errInvalidFlag, minFrameSize)
 	case c.SatRate <= 0 || c.FanoutRate <= 0:
 		return fmt.Errorf("%w: rates must be above 0", errInvalidFlag)
+	case c.SatDuration <= 0 || c.FanoutDuration <= 0 || c.Drain <= 0:
+		return fmt.Errorf("%w: -sat-duration, -fanout-duration and -drain must be above 0", errInvalidFlag)
+	case c.Settle < 0:
+		return fmt.Errorf("%w: -settle: %v; allowed: 0 or more", errInvalidFlag, c.Settle)
 	case c.SourceIPs < 1 || c.SourceIPs > 254:
 		return fmt.Errorf("%w: -source-ips: %d; allowed 1..254", errInvalidFlag, c.SourceIPs)
 	}

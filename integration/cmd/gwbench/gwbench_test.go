@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,5 +85,52 @@ func TestClientAccounting(t *testing.T) {
 	}
 	if rep.Complete != 0 || len(done) != 0 {
 		t.Errorf("complete = %d, %d completion times; want 0, 0", rep.Complete, len(done))
+	}
+}
+
+// TestParseFlags: the defaults, -quick with an explicit flag winning, and
+// a clear refusal for each bad value.
+func TestParseFlags(t *testing.T) {
+	cfg, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Clients != 1000 || cfg.Connects != 10000 || len(cfg.Scenarios) != len(allScenarios) || cfg.Base == "" {
+		t.Errorf("defaults: got clients %d, connects %d, scenarios %v, base %q", cfg.Clients, cfg.Connects, cfg.Scenarios, cfg.Base)
+	}
+	cfg, err = parseFlags([]string{"-quick", "-clients", "50", "-scenarios", "fanout, storm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Clients != 50 || cfg.Connects != 2000 || cfg.FanoutDuration != 5*time.Second {
+		t.Errorf("-quick -clients 50: got clients %d, connects %d, fanout %v; want 50, 2000, 5s", cfg.Clients, cfg.Connects, cfg.FanoutDuration)
+	}
+	if want := []string{"fanout", "storm"}; !slices.Equal(cfg.Scenarios, want) {
+		t.Errorf("scenarios: got %v; want %v", cfg.Scenarios, want)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-scenarios", "storm,flood"}, `-scenarios: "flood"; allowed: storm, connects, saturation, fanout`},
+		{[]string{"-scenarios", " , "}, "-scenarios names none"},
+		{[]string{"-base", ""}, "-base or -base-gateway is required"},
+		{[]string{"-clients", "0"}, "must be at least 1"},
+		{[]string{"-connect-parallel", "-3"}, "must be at least 1"},
+		{[]string{"-fanout-size", "10"}, "frame sizes must be at least"},
+		{[]string{"-sat-rate", "0"}, "rates must be above 0"},
+		{[]string{"-fanout-duration", "-1s"}, "-fanout-duration and -drain must be above 0"},
+		{[]string{"-drain", "0s"}, "-fanout-duration and -drain must be above 0"},
+		{[]string{"-settle", "-1s"}, "-settle: -1s; allowed: 0 or more"},
+		{[]string{"-source-ips", "255"}, "-source-ips: 255; allowed 1..254"},
+		{[]string{"storm"}, `unexpected arguments ["storm"]`},
+	} {
+		_, err := parseFlags(tt.args)
+		if !errors.Is(err, errInvalidFlag) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: got %v; want errInvalidFlag saying %q", tt.args, err, tt.want)
+		}
+	}
+	if _, err := parseFlags([]string{"-clients", "many"}); err == nil || !strings.Contains(err.Error(), `invalid value "many" for flag -clients`) {
+		t.Errorf("-clients many: got %v; want the flag package's refusal", err)
 	}
 }
