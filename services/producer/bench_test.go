@@ -28,3 +28,28 @@ func BenchmarkPublishRaw(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPublishEncodedPreviews posts a multipart batch of four
+// 1024x1024 PNG images, forwarded as they are, with previews=256 and, as
+// the baseline in the same run, without previews.
+func BenchmarkPublishEncodedPreviews(b *testing.B) {
+	img := pngBytes(b, 1024, 1024)
+	ct, body := multipartBody(b, []part{{"image/png", img}, {"image/png", img}, {"image/png", img}, {"image/png", img}})
+	for _, q := range []string{"none", "previews=256"} {
+		b.Run(q, func(b *testing.B) {
+			e := newEnv(b, Config{})
+			u := e.http.URL + "/v1/outputs/bench/images"
+			if q != "none" {
+				u += "?" + q
+			}
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				resp, err := http.Post(u, ct, bytes.NewReader(body))
+				if err != nil || resp.StatusCode != 200 {
+					b.Fatalf("POST: %v %v", resp, err)
+				}
+				resp.Body.Close()
+			}
+		})
+	}
+}

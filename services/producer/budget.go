@@ -201,6 +201,12 @@ func (l *lease) grown(ctx context.Context, buf []byte, limit int64) ([]byte, err
 	return grown, nil
 }
 
+// previewCost is the memory one preview of longest side side takes while
+// it is made: the shrunk copy (8-bit NRGBA) and the WEBP encoder's.
+func previewCost(side int) int64 {
+	return int64(side)*int64(side)*4 + encodeCost(side, side, frame.WEBP)
+}
+
 // decodeCost is the memory that decoding an image of config c takes: its
 // pixels at the size of c's color model, plus a copy for WEBP, which is
 // decoded in the WebAssembly module's memory first, and for JPEG, whose

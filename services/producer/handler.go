@@ -165,9 +165,9 @@ func (s *Server) publishRequest(w http.ResponseWriter, r *http.Request, oid stri
 	case bodyRaw:
 		eb, e = s.readRaw(ctx, l, req, body, eb)
 	case bodyImage:
-		eb.Frames, e = s.readImage(ctx, l, req, body)
+		eb.Frames, eb.Previews, e = s.readImage(ctx, l, req, body)
 	case bodyMultipart:
-		eb.Frames, e = s.readMultipart(ctx, l, req, body)
+		eb.Frames, eb.Previews, e = s.readMultipart(ctx, l, req, body)
 	}
 	if e == nil {
 		e = req.checkPart(len(eb.Frames))
@@ -177,11 +177,6 @@ func (s *Server) publishRequest(w http.ResponseWriter, r *http.Request, oid stri
 	}
 	if e := s.reencode(ctx, l, req, eb.Frames); e != nil {
 		return e
-	}
-	if req.previews > 0 && req.kind != bodyRaw {
-		if eb.Previews, e = s.previews(ctx, l, req.previews, eb.Frames); e != nil {
-			return e
-		}
 	}
 
 	// A batch that started publishing is finished even if the client
@@ -337,56 +332,76 @@ func encodeError(ctx context.Context, err error) *apiError {
 }
 
 // probe checks that b is one whole image of a supported type, within
-// MaxPixels, decoding it under the lease. what names it in errors.
-func (s *Server) probe(ctx context.Context, l *lease, b []byte, declared frame.Format, what string) (publish.Frame, *apiError) {
+// MaxPixels, decoding it under the lease. what names it in errors. With
+// previews > 0 it also returns the image's preview, made from the image
+// it decoded (so an upload is decoded once for both).
+func (s *Server) probe(ctx context.Context, l *lease, b []byte, declared frame.Format, previews int, what string) (f, preview publish.Frame, e *apiError) {
 	if c, format, err := image.DecodeConfig(bytes.NewReader(b)); err == nil {
-		// A header that does not parse is refused by encode.Probe below,
-		// before it decodes anything.
+		// A header that does not parse is refused by encode.Decode
+		// below, before it decodes anything.
 		if e := s.checkPixels(c.Width, c.Height, what); e != nil {
-			return publish.Frame{}, e
+			return f, preview, e
 		}
 		cost := decodeCost(c, format)
+		if previews > 0 {
+			cost += previewCost(previews)
+		}
 		if err := l.grow(ctx, cost); err != nil {
-			return publish.Frame{}, budgetError(err)
+			return f, preview, budgetError(err)
 		}
 		defer l.shrink(cost)
 	}
-	in, err := encode.Probe(b)
+	in, img, err := encode.Decode(b)
 	switch {
 	case errors.Is(err, encode.ErrTooLarge):
-		return publish.Frame{}, errorf(http.StatusRequestEntityTooLarge, CodeImageTooLarge, "%s: %v; allowed: at most %d pixels", what, err, s.cfg.MaxPixels)
+		return f, preview, errorf(http.StatusRequestEntityTooLarge, CodeImageTooLarge, "%s: %v; allowed: at most %d pixels", what, err, s.cfg.MaxPixels)
 	case err != nil:
-		return publish.Frame{}, errorf(http.StatusBadRequest, CodeInvalidImage, "%s does not decode as an image (%v); allowed: one complete PNG, JPEG or WEBP image", what, err)
+		return f, preview, errorf(http.StatusBadRequest, CodeInvalidImage, "%s does not decode as an image (%v); allowed: one complete PNG, JPEG or WEBP image", what, err)
 	case declared != 0 && in.Format != declared:
-		return publish.Frame{}, errorf(http.StatusBadRequest, CodeInvalidImage, "%s is a %s image but its Content-Type says %s; send the matching Content-Type", what, in.Format.ContentType(), declared.ContentType())
+		return f, preview, errorf(http.StatusBadRequest, CodeInvalidImage, "%s is a %s image but its Content-Type says %s; send the matching Content-Type", what, in.Format.ContentType(), declared.ContentType())
 	}
-	return publish.Frame{Data: b, Format: in.Format, Width: in.Width, Height: in.Height}, nil
+	if previews > 0 {
+		start := time.Now()
+		preview, err = publish.Preview(ctx, img, previews)
+		s.metrics.encode.Observe(time.Since(start).Seconds())
+		if err != nil {
+			return f, preview, encodeError(ctx, err)
+		}
+		// Kept until the batch is published, as the image is.
+		if err := l.grow(ctx, int64(len(preview.Data))); err != nil {
+			return f, preview, budgetError(err)
+		}
+	}
+	return publish.Frame{Data: b, Format: in.Format, Width: in.Width, Height: in.Height}, preview, nil
 }
 
-func (s *Server) readImage(ctx context.Context, l *lease, req request, body io.Reader) ([]publish.Frame, *apiError) {
+// readImage reads a body of one encoded image, and makes its preview
+// when the request asks for previews.
+func (s *Server) readImage(ctx context.Context, l *lease, req request, body io.Reader) (frames, previews []publish.Frame, e *apiError) {
 	b, err := l.read(ctx, body, nil, 0)
 	if err != nil {
-		return nil, bodyError(err, s.cfg.MaxBodyBytes, "the body")
+		return nil, nil, bodyError(err, s.cfg.MaxBodyBytes, "the body")
 	}
-	f, e := s.probe(ctx, l, b, req.declared, "the body")
+	f, p, e := s.probe(ctx, l, b, req.declared, req.previews, "the body")
 	if e != nil {
-		return nil, e
+		return nil, nil, e
 	}
-	return []publish.Frame{f}, nil
+	if req.previews > 0 {
+		previews = []publish.Frame{p}
+	}
+	return []publish.Frame{f}, previews, nil
 }
 
-// readMultipart reads every part, in order, as one image. A part's
-// Content-Type may be absent or application/octet-stream (the bytes are
-// sniffed); otherwise it must be the image type the bytes are. Each part
-// is read into one scratch buffer that grows to the largest part, then
-// kept in a copy of its exact size.
-func (s *Server) readMultipart(ctx context.Context, l *lease, req request, body io.Reader) ([]publish.Frame, *apiError) {
+// readMultipart reads every part, in order, as one image, and makes its
+// preview when the request asks for previews. A part's Content-Type may
+// be absent or application/octet-stream (the bytes are sniffed);
+// otherwise it must be the image type the bytes are. Each part is read
+// into one scratch buffer that grows to the largest part, then kept in a
+// copy of its exact size.
+func (s *Server) readMultipart(ctx context.Context, l *lease, req request, body io.Reader) (frames, previews []publish.Frame, e *apiError) {
 	limit := s.cfg.MaxBodyBytes
 	mr := multipart.NewReader(body, req.boundary)
-	var (
-		frames  []publish.Frame
-		scratch []byte
-	)
+	var scratch []byte
 	defer func() { l.shrink(int64(cap(scratch))) }()
 	for i := 0; ; i++ {
 		p, err := mr.NextPart()
@@ -394,34 +409,37 @@ func (s *Server) readMultipart(ctx context.Context, l *lease, req request, body 
 			break
 		}
 		if err != nil {
-			return nil, bodyError(err, limit, "the multipart body")
+			return nil, nil, bodyError(err, limit, "the multipart body")
 		}
 		if i >= frame.MaxBatch {
-			return nil, errorf(http.StatusBadRequest, CodeInvalidBody, "multipart body has more than %d parts; allowed: 1..%d images", frame.MaxBatch, frame.MaxBatch)
+			return nil, nil, errorf(http.StatusBadRequest, CodeInvalidBody, "multipart body has more than %d parts; allowed: 1..%d images", frame.MaxBatch, frame.MaxBatch)
 		}
 		what := fmt.Sprintf("part %d (name %q)", i, p.FormName())
 		var declared frame.Format
 		if ct := p.Header.Get("Content-Type"); ct != "" && ct != "application/octet-stream" {
 			if declared, err = frame.FormatOf(ct); err != nil {
-				return nil, errorf(http.StatusBadRequest, CodeInvalidImage, "%s has Content-Type %q; allowed: image/png, image/jpeg, image/webp, or application/octet-stream or none (sniffed)", what, ct)
+				return nil, nil, errorf(http.StatusBadRequest, CodeInvalidImage, "%s has Content-Type %q; allowed: image/png, image/jpeg, image/webp, or application/octet-stream or none (sniffed)", what, ct)
 			}
 		}
 		if scratch, err = l.read(ctx, p, scratch, 0); err != nil {
-			return nil, bodyError(err, limit, what)
+			return nil, nil, bodyError(err, limit, what)
 		}
 		if err := l.grow(ctx, int64(len(scratch))); err != nil {
-			return nil, budgetError(err)
+			return nil, nil, budgetError(err)
 		}
-		f, e := s.probe(ctx, l, bytes.Clone(scratch), declared, what)
+		f, pv, e := s.probe(ctx, l, bytes.Clone(scratch), declared, req.previews, what)
 		if e != nil {
-			return nil, e
+			return nil, nil, e
 		}
 		frames = append(frames, f)
+		if req.previews > 0 {
+			previews = append(previews, pv)
+		}
 	}
 	if len(frames) == 0 {
-		return nil, errorf(http.StatusBadRequest, CodeInvalidBody, "multipart body has no parts; allowed: 1..%d image parts", frame.MaxBatch)
+		return nil, nil, errorf(http.StatusBadRequest, CodeInvalidBody, "multipart body has no parts; allowed: 1..%d image parts", frame.MaxBatch)
 	}
-	return frames, nil
+	return frames, previews, nil
 }
 
 // reencode converts encoded frames to the requested format when file_type

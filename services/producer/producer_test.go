@@ -156,7 +156,7 @@ func TestEncodedImage(t *testing.T) {
 
 // multipartBody builds a multipart/form-data body with one part per image;
 // a part's type "" leaves its Content-Type out.
-func multipartBody(t *testing.T, parts []struct {
+func multipartBody(t testing.TB, parts []struct {
 	ctype string
 	data  []byte
 }) (string, []byte) {

@@ -24,6 +24,12 @@ type Info struct {
 // another type wrap ErrUnsupported. WEBP is decoded by libwebp (see the
 // package doc), so the first WEBP probe in a process pays its start-up.
 func Probe(b []byte) (Info, error) {
+	in, _, err := Decode(b)
+	return in, err
+}
+
+// Decode is Probe that also returns the decoded image.
+func Decode(b []byte) (Info, image.Image, error) {
 	var (
 		in     Info
 		config func([]byte) (image.Config, error)
@@ -43,25 +49,25 @@ func Probe(b []byte) (Info, error) {
 		config = func(b []byte) (image.Config, error) { return webp.DecodeConfig(bytes.NewReader(b)) }
 		decode = func(b []byte) (image.Image, error) { return webp.Decode(bytes.NewReader(b)) }
 	default:
-		return Info{}, fmt.Errorf("%w: %d bytes are not a JPEG, PNG or WEBP image", ErrUnsupported, len(b))
+		return Info{}, nil, fmt.Errorf("%w: %d bytes are not a JPEG, PNG or WEBP image", ErrUnsupported, len(b))
 	}
 	c, err := config(b)
 	if err != nil {
-		return Info{}, fmt.Errorf("%w: %s header: %v", ErrCorrupt, in.Format, err)
+		return Info{}, nil, fmt.Errorf("%w: %s header: %v", ErrCorrupt, in.Format, err)
 	}
 	if c.Width <= 0 || c.Height <= 0 {
-		return Info{}, fmt.Errorf("%w: %s header says %dx%d", ErrCorrupt, in.Format, c.Width, c.Height)
+		return Info{}, nil, fmt.Errorf("%w: %s header says %dx%d", ErrCorrupt, in.Format, c.Width, c.Height)
 	}
 	if c.Width > MaxPixels/c.Height {
-		return Info{}, fmt.Errorf("%w: %s is %dx%d, over %d pixels", ErrTooLarge, in.Format, c.Width, c.Height, MaxPixels)
+		return Info{}, nil, fmt.Errorf("%w: %s is %dx%d, over %d pixels", ErrTooLarge, in.Format, c.Width, c.Height, MaxPixels)
 	}
 	m, err := decode(b)
 	if err != nil {
-		return Info{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, in.Format, err)
+		return Info{}, nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, in.Format, err)
 	}
 	if got := m.Bounds(); got.Dx() != c.Width || got.Dy() != c.Height {
-		return Info{}, fmt.Errorf("%w: %s decodes to %dx%d; header says %dx%d", ErrCorrupt, in.Format, got.Dx(), got.Dy(), c.Width, c.Height)
+		return Info{}, nil, fmt.Errorf("%w: %s decodes to %dx%d; header says %dx%d", ErrCorrupt, in.Format, got.Dx(), got.Dy(), c.Width, c.Height)
 	}
 	in.Width, in.Height = c.Width, c.Height
-	return in, nil
+	return in, m, nil
 }

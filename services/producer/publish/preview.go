@@ -84,6 +84,22 @@ func previewsOf(ctx context.Context, imgs []image.Image, side int) ([]Frame, err
 	return out, nil
 }
 
+// Preview returns the preview of a decoded image (see Batch.Previews):
+// shrunk to side and encoded as WEBP at PreviewQuality.
+func Preview(ctx context.Context, img image.Image, side int) (Frame, error) {
+	if err := checkPreview(side); err != nil {
+		return Frame{}, err
+	}
+	if side == 0 {
+		return Frame{}, fmt.Errorf("%w: previews 0 asks for none", ErrInvalid)
+	}
+	p, err := previewsOf(ctx, []image.Image{img}, side)
+	if err != nil {
+		return Frame{}, err
+	}
+	return p[0], nil
+}
+
 // Previews returns a preview of every frame (see Batch.Previews), decoding
 // them GOMAXPROCS at a time, so a batch of large images never holds more
 // than that many decoded at once. Errors about an image that does not
