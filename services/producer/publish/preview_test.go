@@ -5,6 +5,7 @@ import (
 	"errors"
 	"image"
 	"image/color"
+	"strings"
 	"testing"
 
 	"github.com/framecast/framecast/shared/encode"
@@ -92,6 +93,22 @@ func TestPreviewsOfEncodedFrames(t *testing.T) {
 	in, err := encode.Probe(pv[0].Data)
 	if err != nil || in.Width != 30 || in.Height != 20 {
 		t.Fatalf("preview decodes as %+v, %v; want 30x20", in, err)
+	}
+}
+
+func TestPreviewOfDecodedImage(t *testing.T) {
+	p, err := Preview(context.Background(), gradient(100, 300), 60)
+	if err != nil {
+		t.Fatalf("Preview: %v", err)
+	}
+	in, err := encode.Probe(p.Data)
+	if err != nil || p.Width != 20 || p.Height != 60 || p.Format != frame.WEBP || in.Width != 20 || in.Height != 60 || in.Format != frame.WEBP {
+		t.Fatalf("preview %dx%d %v, decodes as %+v (%v); want a 20x60 WEBP", p.Width, p.Height, p.Format, in, err)
+	}
+	for _, side := range []int{0, 15, 1025} {
+		if _, err := Preview(context.Background(), gradient(10, 10), side); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "previews") {
+			t.Errorf("side %d: got %v; want ErrInvalid naming previews", side, err)
+		}
 	}
 }
 
