@@ -248,3 +248,29 @@ func TestResumeAheadOfLastLookup(t *testing.T) {
 		checkSeqs(t, readFrames(t, c, 6), []uint64{1, 2, 3, 4, 5, next})
 	}
 }
+
+// TestLiveMarkerAfterReplayWithOtherConnections: a resume whose output
+// ring a stream read fills, while another connection holds the events
+// ring every native connection shares, gets its replayed frames before
+// the live marker, never the marker first.
+func TestLiveMarkerAfterReplayWithOtherConnections(t *testing.T) {
+	ns := testNATS(t)
+	_, hs := testGateway(t, ns, nil)
+	p := newPublisher(t, ns)
+	keep := dial(t, hs.URL, "/v1/ws?output_id=keep", nil)
+	readControl(t, keep, wire.TypeHello)
+	for i := range 5 {
+		oid := fmt.Sprintf("o%d", i)
+		var want []uint64
+		for j := range 3 {
+			want = append(want, p.publish(oid, "", img(j)))
+		}
+		c := dial(t, hs.URL, fmt.Sprintf("/v1/ws?output_id=%s&since=0", oid), nil)
+		readControl(t, c, wire.TypeHello)
+		checkSeqs(t, readFrames(t, c, len(want)), want)
+		if l := readControl(t, c, wire.TypeLive); *l.Seq != want[len(want)-1] {
+			t.Fatalf("%s: live marker seq %d; want %d, the last frame replayed", oid, *l.Seq, want[len(want)-1])
+		}
+		_ = c.CloseNow()
+	}
+}

@@ -82,8 +82,9 @@ type Next struct {
 	Kind     Kind
 	Frame    *Frame
 	From, To uint64
-	// Behind: the cursor is waiting for a stream read of a range the
-	// rings do not hold.
+	// Reading: the cursor waits for a stream read of a range the rings
+	// do not hold, or holds a frame back until a read's end reaches its
+	// other rings: what it has sent is not all there is yet.
 	Reading bool
 }
 
@@ -176,7 +177,9 @@ func (c *Cursor) Next() Next {
 	}
 	if best == nil || best.Seq > limit {
 		c.idle.Store(best == nil && !reading)
-		return Next{Kind: Wait, Reading: reading}
+		// A frame held back by another ring's end (which a read's
+		// barrier raises) is not the end of a replay either.
+		return Next{Kind: Wait, Reading: reading || best != nil}
 	}
 	cs := &c.subs[bi]
 	if best.IsGap() {
