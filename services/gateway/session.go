@@ -255,7 +255,9 @@ func (s *session) start() error {
 	if err != nil {
 		return err
 	}
-	jctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.WriteTimeout)
+	// Not under s.ctx: a context derived from it would leave s.ctx a
+	// map of children for the connection's life (see idleContext).
+	jctx, cancel := idleContext(s.srv.cfg.WriteTimeout)
 	s.cursor, err = s.srv.hub.Join(jctx, s, s.req.watches, since)
 	cancel()
 	if err != nil {
@@ -471,8 +473,18 @@ func (s *session) setLast(seq uint64) {
 	s.mu.Unlock()
 }
 
+// idleContext is a timeout for a step every connection takes (its join,
+// its pings) that is not derived from the session's context: the first
+// context derived from a cancelable one allocates it a map of children
+// and a done channel that it keeps for good, some 400 bytes on every idle
+// connection. Such a step ends when the session does anyway: a ping when
+// the socket closes, a join within its timeout.
+func idleContext(timeout time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), timeout)
+}
+
 func (s *session) ping() error {
-	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.WriteTimeout)
+	ctx, cancel := idleContext(s.srv.cfg.WriteTimeout)
 	err := s.ws.Ping(ctx)
 	cancel()
 	if err != nil {

@@ -259,10 +259,14 @@ func outputWatch(oid, ctok string) hub.Watch {
 // ComfyDeploy endpoint's wildcard rings, outputs.*.<client>, hold its
 // events already.)
 func eventsWatch(ctok string) hub.Watch {
-	live := strings.TrimSuffix(subject.LiveEvents(""), subject.Broadcast) + "*"
-	filter := strings.TrimSuffix(subject.Events(""), subject.Broadcast) + "*"
-	return hub.Watch{Live: live, Filter: filter, Client: ctok}
+	return hub.Watch{Live: eventsLive, Filter: eventsFilter, Client: ctok}
 }
+
+// The events ring's subjects, built once rather than for every connection.
+var (
+	eventsLive   = strings.TrimSuffix(subject.LiveEvents(""), subject.Broadcast) + "*"
+	eventsFilter = strings.TrimSuffix(subject.Events(""), subject.Broadcast) + "*"
+)
 
 // authenticate returns the claims of the token (in the Authorization
 // header, or the query parameter param), nil claims for an anonymous
@@ -386,12 +390,14 @@ func (s *Server) refuse(w http.ResponseWriter, herr *httpError) {
 }
 
 // Buffer sizes of a hijacked connection. net/http hands over 4 KiB each;
-// clients send only control frames, and frames written are mostly larger
-// than any buffer (they go to the socket directly), so small buffers cost
-// nothing but memory saved on every idle connection.
+// clients send mostly control frames (a pong's header and payload fit in
+// 128 bytes), and what is written past the buffer goes to the socket
+// directly (the watchedConn sends the buffered start with it in one
+// writev), so small buffers cost no system call and save memory on every
+// idle connection.
 const (
-	readBufferSize  = 512
-	writeBufferSize = 512
+	readBufferSize  = 128
+	writeBufferSize = 128
 )
 
 // hijackWriter gives the websocket library small buffers when it hijacks
