@@ -55,10 +55,14 @@ type Handler func(ctx context.Context, m Message) error
 // of the last frame or event sequence handed to the Handler, the since of
 // the last hello, and the end (To) of the last gap handed to the Handler,
 // and the epoch is the stream epoch those sequences belong to:
-// Config.Epoch, else the first hello's. Frames and events (wire.TypeEvent
-// controls) with a sequence at or below the resume point are dropped, so
-// within an epoch the Handler never sees a sequence twice or out of order.
-// Gap controls are always handed on.
+// Config.Epoch, else the first hello's. Within an epoch the Handler never
+// sees a frame or event (wire.TypeEvent control) sequence twice, and sees
+// them in sequence order but for one case: a frame the gateway found
+// missing after it had sent later ones (a cluster's leader change) comes
+// late rather than never, and is handed on then, once. The Stream tells
+// it from a repeat by the last DedupWindow sequences it handed on; below
+// those, and below where it started, nothing is handed on. Gap controls
+// are always handed on.
 //
 // A reset control (wire.TypeReset) moves the Stream into the epoch it names
 // and sets the resume point to its Since, also downward: the stream's
@@ -85,7 +89,18 @@ type Stream struct {
 	resumeOK bool   // resume is set
 	epoch    string // the epoch of resume; "" while unknown
 	sid      string // ComfyDeploy clientId assigned by the gateway
+	// seen holds the last DedupWindow sequences handed on, oldest first
+	// (seenSet the same); every sequence at or below floor was handed on
+	// or is not wanted (below where the Stream started).
+	seen    []uint64
+	seenSet map[uint64]struct{}
+	floor   uint64
 }
+
+// DedupWindow is how many of the last sequences handed on a Stream
+// remembers to tell a frame the gateway sends late (below the resume
+// point, never handed on) from one handed on already.
+const DedupWindow = 4096
 
 // NewStream validates cfg and fills its defaults.
 func NewStream(cfg StreamConfig) (*Stream, error) {
@@ -113,9 +128,10 @@ func NewStream(cfg StreamConfig) (*Stream, error) {
 	if cfg.MinBackoff < 0 || cfg.MaxBackoff < cfg.MinBackoff {
 		return nil, fmt.Errorf("%w: backoff %v..%v; want 0 < min <= max", ErrInvalidConfig, cfg.MinBackoff, cfg.MaxBackoff)
 	}
-	s := &Stream{cfg: cfg}
+	s := &Stream{cfg: cfg, seenSet: make(map[uint64]struct{})}
 	if cfg.Since != nil && !cfg.ComfyDeploy {
 		s.resume, s.resumeOK, s.epoch = *cfg.Since, true, cfg.Epoch
+		s.floor = *cfg.Since
 	}
 	return s, nil
 }
@@ -258,28 +274,54 @@ func (s *Stream) accept(m Message) bool {
 		case m.Type == wire.TypeReset:
 			// Conn.Next refuses a reset without since.
 			s.resume, s.resumeOK, s.epoch = *m.Since, true, m.Epoch
+			s.floor = *m.Since
+			s.seen = s.seen[:0]
+			clear(s.seenSet)
 		case m.Type == wire.TypeEvent:
 			// Events are stored in the stream like frames: the same rule.
 			// Conn.Next refuses an event without seq.
 			return s.take(*m.Seq)
 		case m.Type == wire.TypeGap:
+			// The sequences it names are not coming: none is handed on
+			// later.
 			s.advance(m.To)
+			s.floor = max(s.floor, m.To)
 		}
 	}
 	return true
 }
 
-// take reports whether a frame or event of sequence seq is past the resume
-// point and, when it is, moves the resume point to it.
+// take reports whether a frame or event of sequence seq goes to the
+// Handler: one past the resume point, which moves there, or a late one
+// below it that was never handed on.
 func (s *Stream) take(seq uint64) bool {
-	if s.resumeOK && seq <= s.resume {
+	switch {
+	case !s.resumeOK:
+		s.resume, s.resumeOK, s.floor = seq, true, seq-min(seq, 1)
+	case seq > s.resume:
+		s.resume = seq
+	case seq <= s.floor:
 		return false
+	default:
+		if _, dup := s.seenSet[seq]; dup {
+			return false
+		}
 	}
-	s.resume, s.resumeOK = seq, true
+	s.seen = append(s.seen, seq)
+	s.seenSet[seq] = struct{}{}
+	if len(s.seen) > DedupWindow {
+		old := s.seen[0]
+		s.seen = s.seen[1:]
+		delete(s.seenSet, old)
+		s.floor = max(s.floor, old)
+	}
 	return true
 }
 
 func (s *Stream) advance(seq uint64) {
+	if !s.resumeOK {
+		s.floor = seq // the first hello's since: nothing before is wanted
+	}
 	if !s.resumeOK || seq > s.resume {
 		s.resume, s.resumeOK = seq, true
 	}

@@ -362,3 +362,67 @@ func TestStreamComfyDeployEvents(t *testing.T) {
 		t.Error("Resume reported a sequence on the comfydeploy endpoint")
 	}
 }
+
+// TestStreamLateFrame: a frame the gateway sends late (below the resume
+// point, never handed on) is handed on once; repeats, frames at or below
+// where the Stream started and frames inside a reported gap are not.
+func TestStreamLateFrame(t *testing.T) {
+	g := newGateway(t, func(n int, ws *websocket.Conn, r *http.Request) {
+		switch n {
+		case 0:
+			sendControl(t, ws, wire.Control{Type: wire.TypeHello, Since: u64(2)})
+			sendFrame(t, ws, 3)
+			sendFrame(t, ws, 5)
+			sendFrame(t, ws, 4) // late: handed on
+			sendFrame(t, ws, 4) // a repeat: dropped
+			sendFrame(t, ws, 3) // a repeat: dropped
+			sendFrame(t, ws, 2) // where the Stream started: dropped
+			sendControl(t, ws, wire.Control{Type: wire.TypeGap, From: 6, To: 8})
+			sendFrame(t, ws, 7) // inside the gap: dropped
+			ws.Close(wire.CloseGoingAway, "drain")
+		case 1:
+			sendFrame(t, ws, 9)
+		}
+	})
+	s, got := (&collector{}).run(t, StreamConfig{Config: Config{URL: g.URL, OutputID: "demo", Since: u64(2)}}, seqIs(9))
+	equal(t, got, []string{"hello 0..0 ", "frame 3 img-3", "frame 5 img-5", "frame 4 img-4", "gap 6..8 ", "frame 9 img-9"})
+	if q := g.request(t, 1).URL.RawQuery; q != "output_id=demo&since=8" {
+		t.Errorf("reconnect query got %q; want output_id=demo&since=8 (a late frame does not move the resume point back)", q)
+	}
+	if seq, _, _ := s.Resume(); seq != 9 {
+		t.Errorf("Resume got %d; want 9", seq)
+	}
+}
+
+// TestStreamDedupWindow: a late sequence is told from a repeat within the
+// last DedupWindow sequences handed on; below those it is not handed on.
+func TestStreamDedupWindow(t *testing.T) {
+	s, err := NewStream(StreamConfig{Config: Config{URL: "http://h", OutputID: "o"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.advance(0) // the first hello
+	for seq := uint64(2); seq <= 2*(DedupWindow+100); seq += 2 {
+		if !s.take(seq) {
+			t.Fatalf("seq %d: not taken; want taken", seq)
+		}
+	}
+	top := uint64(2 * (DedupWindow + 100))
+	for _, tt := range []struct {
+		seq  uint64
+		want bool
+	}{
+		{top - 1, true},  // late, within the window
+		{top - 1, false}, // a repeat of it
+		{top - 2, false}, // a repeat within the window
+		{101, false},     // below the window: not known, not handed on
+		{top + 1, true},
+	} {
+		if got := s.take(tt.seq); got != tt.want {
+			t.Errorf("take(%d): got %v; want %v", tt.seq, got, tt.want)
+		}
+	}
+	if len(s.seen) != DedupWindow || len(s.seenSet) != DedupWindow {
+		t.Errorf("remembered %d (%d in the set); want %d", len(s.seen), len(s.seenSet), DedupWindow)
+	}
+}

@@ -440,6 +440,8 @@ export class FramecastClient extends EventTarget {
         break;
       case "gap":
         this.advance(m.to);
+        // The sequences it names are not coming: none is taken later.
+        if (this.floor == null || m.to > this.floor) this.floor = m.to;
         this.emit("gap", { from: m.from, to: m.to });
         break;
       case "error":
