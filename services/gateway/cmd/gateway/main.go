@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +46,7 @@ func run(args []string) error {
 		origins      = fs.String("allowed-origins", "", "comma-separated Origin host patterns allowed besides same-origin, e.g. app.example.com,*.example.com")
 		drainTimeout = fs.Duration("drain-timeout", 10*time.Second, "bound on the graceful drain at SIGTERM")
 		logLevel     = fs.String("log-level", "info", "debug, info, warn or error")
+		gcPercent    = fs.Int("gc-percent", 0, "how far, in percent of the live heap, the heap may grow before the garbage collector runs; 0: Go's GOGC (default 100). 50 holds about a sixth less memory per idle connection for some 8% more CPU per GB fanned out (BENCHMARKS.md)")
 	)
 	fs.StringVar(&cfg.NATSURL, "nats-url", gateway.DefaultNATSURL, "NATS server URL(s), comma-separated")
 	fs.StringVar(&cfg.ID, "id", "", "gateway id in hello messages and logs (default: host name)")
@@ -68,6 +70,12 @@ func run(args []string) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	switch {
+	case *gcPercent < 0:
+		return fmt.Errorf("--gc-percent %d: want 0 (Go's GOGC) or a positive percentage", *gcPercent)
+	case *gcPercent > 0:
+		debug.SetGCPercent(*gcPercent)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Logger = log
