@@ -16,6 +16,8 @@ type gatewayBin struct {
 	// Label names it in the tables: "BASE 2831485", "HEAD working tree".
 	Label string
 	Path  string
+	// Args are added to the gateway's command line (-head-flags).
+	Args []string
 }
 
 // binaries are the programs of one run. Gateways are BASE then HEAD.
@@ -42,7 +44,7 @@ func build(ctx context.Context, cfg Config, dir string, log io.Writer) (binaries
 	}
 	b := binaries{NATS: cfg.NATSServer, Producer: cfg.Producer}
 	b.Gateways[0] = gatewayBin{Label: "BASE", Path: cfg.BaseGateway}
-	b.Gateways[1] = gatewayBin{Label: "HEAD", Path: cfg.HeadGateway}
+	b.Gateways[1] = gatewayBin{Label: "HEAD", Path: cfg.HeadGateway, Args: cfg.HeadFlags}
 
 	if b.NATS == "" || b.Producer == "" || b.Gateways[0].Path == "" {
 		src, short, err := export(ctx, root, cfg.Base, filepath.Join(dir, "base-src"))
@@ -100,6 +102,9 @@ func build(ctx context.Context, cfg Config, dir string, log io.Writer) (binaries
 		if err := os.RemoveAll(src); err != nil {
 			return binaries{}, err
 		}
+	}
+	if len(b.Gateways[1].Args) > 0 {
+		b.Gateways[1].Label += " " + strings.Join(b.Gateways[1].Args, " ")
 	}
 	return b, nil
 }

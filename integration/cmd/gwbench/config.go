@@ -22,6 +22,8 @@ type Config struct {
 	// binaries that replace the builds. The producer and nats-server are
 	// built from Base: they are the same for both gateways.
 	BaseGateway, HeadGateway, Producer, NATSServer string
+	// HeadFlags are added to the HEAD gateway's command line.
+	HeadFlags []string
 
 	Scenarios []string
 
@@ -76,6 +78,7 @@ func parseFlags(args []string) (Config, error) {
 	var (
 		cfg       Config
 		scenarios string
+		headFlags string
 		isQuick   bool
 	)
 	fs := flag.NewFlagSet("gwbench", flag.ContinueOnError)
@@ -83,6 +86,7 @@ func parseFlags(args []string) (Config, error) {
 	fs.StringVar(&cfg.Head, "head", "", "git commit the HEAD gateway is built from (default: the working tree)")
 	fs.StringVar(&cfg.BaseGateway, "base-gateway", "", "prebuilt BASE gateway binary (skips its build)")
 	fs.StringVar(&cfg.HeadGateway, "head-gateway", "", "prebuilt HEAD gateway binary (skips its build)")
+	fs.StringVar(&headFlags, "head-flags", "", "flags added to the HEAD gateway's command line, space-separated, e.g. \"--gc-percent=50\"")
 	fs.StringVar(&cfg.Producer, "producer", "", "prebuilt producer binary")
 	fs.StringVar(&cfg.NATSServer, "nats-server", "", "prebuilt nats-server binary")
 	fs.StringVar(&scenarios, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run: "+strings.Join(allScenarios, ", "))
@@ -118,6 +122,12 @@ func parseFlags(args []string) (Config, error) {
 					return Config{}, err
 				}
 			}
+		}
+	}
+	cfg.HeadFlags = strings.Fields(headFlags)
+	for _, f := range cfg.HeadFlags {
+		if !strings.HasPrefix(f, "-") {
+			return Config{}, fmt.Errorf("%w: -head-flags: %q is not a flag; want e.g. --gc-percent=50", errInvalidFlag, f)
 		}
 	}
 	for s := range strings.SplitSeq(scenarios, ",") {

@@ -108,6 +108,10 @@ func TestParseFlags(t *testing.T) {
 	if want := []string{"fanout", "storm"}; !slices.Equal(cfg.Scenarios, want) {
 		t.Errorf("scenarios: got %v; want %v", cfg.Scenarios, want)
 	}
+	cfg, err = parseFlags([]string{"-head-flags", " --gc-percent=50  --ping-interval=5s "})
+	if want := []string{"--gc-percent=50", "--ping-interval=5s"}; err != nil || !slices.Equal(cfg.HeadFlags, want) {
+		t.Errorf("-head-flags: got %q, %v; want %q", cfg.HeadFlags, err, want)
+	}
 	for _, tt := range []struct {
 		args []string
 		want string
@@ -124,6 +128,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-settle", "-1s"}, "-settle: -1s; allowed: 0 or more"},
 		{[]string{"-source-ips", "255"}, "-source-ips: 255; allowed 1..254"},
 		{[]string{"storm"}, `unexpected arguments ["storm"]`},
+		{[]string{"-head-flags", "--gc-percent=50 50"}, `-head-flags: "50" is not a flag`},
 	} {
 		_, err := parseFlags(tt.args)
 		if !errors.Is(err, errInvalidFlag) || !strings.Contains(err.Error(), tt.want) {

@@ -117,8 +117,8 @@ func startStack(ctx context.Context, bins binaries, gw gatewayBin, dir string) (
 		s.stop()
 		return nil, err
 	}
-	s.gw, err = startProc(dir, "gateway", gw.Path,
-		"--listen=127.0.0.1:"+strconv.Itoa(ports[3]), "--nats-url="+natsURL, "--id=gw", "--allow-anonymous")
+	s.gw, err = startProc(dir, "gateway", gw.Path, append([]string{
+		"--listen=127.0.0.1:" + strconv.Itoa(ports[3]), "--nats-url=" + natsURL, "--id=gw", "--allow-anonymous"}, gw.Args...)...)
 	if err != nil {
 		s.stop()
 		return nil, err
