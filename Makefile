@@ -57,6 +57,7 @@ bench-encode: ## encoder benchmarks for the 1024x1024 photo-like image, and PIL'
 	FRAMECAST_BENCH_IMAGE=$(CURDIR)/$(BIN)/bench.rgb $(GO) test -count=1 -run '^TestWriteBenchImage$$' ./shared/encode/
 	/usr/bin/python3 bench/pil_encode.py $(CURDIR)/$(BIN)/bench.rgb || echo "PIL figures skipped: /usr/bin/python3 with PIL (Debian python3-pil) is needed"
 	$(GO) test -count=1 -run '^$$' -bench 'ShrinkVsPIL' -benchtime 20x ./services/producer/publish/
+	$(GO) test -count=1 -run '^$$' -bench 'PublishEncodedPreviews' -benchtime 10x ./services/producer/
 
 .PHONY: clean
 clean: ## remove build output
