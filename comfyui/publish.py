@@ -88,16 +88,18 @@ class ProducerError(RuntimeError):
     ``{"error": {"code", "message", "published"}}`` when it had one;
     ``published`` lists the frames of the batch that were stored before it
     failed, in batch order with their batch_index in the whole batch
-    (usually empty).
+    (usually empty); ``retry_after`` is the answer's Retry-After in seconds
+    (within 0..MAX_RETRY_AFTER), or None without one.
     """
 
-    def __init__(self, text, url, status=None, code=None, message=None, published=None):
+    def __init__(self, text, url, status=None, code=None, message=None, published=None, retry_after=None):
         super().__init__(text)
         self.url = url
         self.status = status
         self.code = code
         self.message = message
         self.published = published or []
+        self.retry_after = retry_after
 
 
 class Settings:
@@ -626,7 +628,8 @@ def _refused(err, where):
     if code is None and message is None:
         message = err.reason
     text = refusal_text(f"POST {where}", err.code, code, message)
-    retry_after = err.headers.get("Retry-After") if err.headers else None
-    if err.code == 503 and retry_after:
-        text += f" (retry after {retry_after} s)"
-    return ProducerError(text, url=where, status=err.code, code=code, message=message, published=published)
+    asked = err.headers.get("Retry-After") if err.headers else None
+    if err.code == 503 and asked:
+        text += f" (retry after {asked} s)"
+    return ProducerError(text, url=where, status=err.code, code=code, message=message, published=published,
+                         retry_after=retry_after(err.headers, None))

@@ -197,11 +197,14 @@ class Sender:
                               batch.total, batch.output_id, err)
                     return
                 self._note(retries=1, error=str(err))
+                wait = delay
+                if err.retry_after is not None:  # what the producer asked
+                    wait = min(max(err.retry_after, RETRY_MIN), RETRY_MAX)
                 # The first failure of a batch is a warning; the retries
                 # after it, every RETRY_MAX seconds at most, are not.
                 log.log(logging.WARNING if delay == RETRY_MIN else logging.DEBUG,
-                        "framecast: %s; retrying in %g s with the same Idempotency-Key", err, delay)
-                if self._stop.wait(delay):
+                        "framecast: %s; retrying in %g s with the same Idempotency-Key", err, wait)
+                if self._stop.wait(wait):
                     log.error("framecast: batch of %d images for output %r dropped at close, unsent",
                               batch.total, batch.output_id)
                     return

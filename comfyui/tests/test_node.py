@@ -922,6 +922,8 @@ class FailureTest(EnvMixin, unittest.TestCase):
         want_prefix = f"framecast producer refused POST {producer.url}/v1/outputs/down-out/images: HTTP 503 broker_unavailable: "
         self.assertTrue(str(err).startswith(want_prefix), f"got {str(err)!r}; want prefix {want_prefix!r}")
         self.assertRegex(str(err), r"\(retry after \d+ s\)$")
+        asked = float(str(err).rsplit("(retry after ", 1)[1].split(" ")[0])
+        self.assertEqual(err.retry_after, min(asked, publish.MAX_RETRY_AFTER), "retry_after: the answer's Retry-After")
         self.assertEqual(producer.metric('framecast_producer_requests_total{code="503"}'), 2)
 
     def test_unreachable_producer(self):
