@@ -368,10 +368,10 @@ func (rs Renditions) Takes(r frame.Rendition) bool {
 // filters a connection taking rs is sent start (so that reading from it+1
 // yields those n and any newer). With AllRenditions it counts full frames,
 // each starting at its preview (the preview just before it on its
-// subject), so the oldest frame's preview comes too. It scans headers backwards from the tip in windows
-// that grow fourfold, so its cost follows how far back the n-th last frame
-// lies, not the stream's size. With fewer than n frames it returns
-// first-1.
+// subject), so the oldest frame's preview comes too. It scans headers
+// backwards from the tip in windows that grow fourfold, so its cost
+// follows how far back the n-th last frame lies, not the stream's size.
+// With fewer than n frames it returns first-1.
 func (s Source) SinceForLast(ctx context.Context, filters []string, n int, rs Renditions) (uint64, error) {
 	previews, withPreviews := rs == PreviewsOnly, rs == AllRenditions
 	first, tip, err := s.Bounds(ctx)
