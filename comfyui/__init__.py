@@ -1,9 +1,9 @@
 """framecast for ComfyUI: a node that encodes a node's IMAGE batch with PIL,
 as comfyui-deploy's node does, and sends it to a framecast producer, which
-delivers it to websocket clients through the edge gateways; and, when FRAMECAST_FORWARD_EVENTS is on, the forwarding of
-ComfyUI's execution events to the same producer (see events.py). Install by
-copying or linking this directory into ComfyUI/custom_nodes/framecast; see
-docs/comfyui.md.
+delivers it to websocket clients through the edge gateways; and, when
+FRAMECAST_FORWARD_EVENTS is on, the forwarding of ComfyUI's execution
+events to the same producer (see events.py). Install by copying or linking
+this directory into ComfyUI/custom_nodes/framecast; see docs/comfyui.md.
 """
 
 from . import events

@@ -557,7 +557,7 @@ def _post(settings, url, body, content_type, key, retry=True):
             refused = _refused(err, where)
             if err.code != 503 or attempt == attempts:
                 raise refused from None
-            time.sleep(_retry_after(err))
+            time.sleep(retry_after(err.headers, RETRY_DELAY))
         except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
             if attempt == attempts:
                 reason = getattr(err, "reason", err)
@@ -587,11 +587,6 @@ def retry_after(headers, default, low=0.0, high=MAX_RETRY_AFTER):
     except (AttributeError, TypeError, ValueError):
         return default
     return min(max(seconds, low), high)
-
-
-def _retry_after(err):
-    """Seconds to wait before retrying a 503: its Retry-After, within 0..MAX_RETRY_AFTER."""
-    return retry_after(err.headers, RETRY_DELAY)
 
 
 def error_detail(raw):
