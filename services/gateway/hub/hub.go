@@ -112,6 +112,10 @@ type Hub struct {
 	mu   sync.Mutex
 	subs map[string]*ring
 
+	// wakeBuf is the dispatcher's list of cursors to wake (wakeFor),
+	// reused from frame to frame.
+	wakeBuf []*Cursor
+
 	infoMu   sync.Mutex
 	info     Info
 	st       jetstream.Stream
@@ -539,12 +543,19 @@ func (h *Hub) wakeFor(r *ring, f *Frame) {
 	if i == len(r.frames) || r.frames[i] != f {
 		before = f.Seq // f is not in the ring (evicted already): wake
 	}
+	wake := h.wakeBuf[:0]
 	for _, c := range r.members {
 		if !c.pass(r, f, before, w) {
-			c.wake()
+			wake = append(wake, c)
 		}
 	}
 	r.mu.Unlock()
+	// Woken outside the lock, which the writers' Next takes.
+	for i, c := range wake {
+		c.wake()
+		wake[i] = nil
+	}
+	h.wakeBuf = wake
 }
 
 // clientToken is the last token of a subject.
