@@ -49,6 +49,7 @@ type session struct {
 	ws      *websocket.Conn
 	conn    net.Conn // under ws: closing it cuts the connection at once
 	wc      *watchedConn
+	in      *clientConn // what the library reads
 	req     *request
 	lease   *lease // the connection's hold on the server's limits
 	log     *slog.Logger
@@ -85,9 +86,9 @@ type session struct {
 	last    uint64 // the highest sequence written, for close reasons
 }
 
-func newSession(srv *Server, ws *websocket.Conn, wc *watchedConn, req *request) *session {
+func newSession(srv *Server, ws *websocket.Conn, wc *watchedConn, in *clientConn, req *request) *session {
 	s := &session{
-		srv: srv, ws: ws, conn: wc.Conn, wc: wc, req: req,
+		srv: srv, ws: ws, conn: wc.Conn, wc: wc, in: in, req: req,
 		log:    slog.New(sessionLog{srv.log.Handler(), req}),
 		frames: srv.metrics.frames.WithLabelValues(req.endpoint),
 		bytes:  srv.metrics.bytes.WithLabelValues(req.endpoint),
@@ -202,17 +203,27 @@ func (s *session) expire() {
 // endpoint's read limit makes the library close with 1009. It reads
 // without a context: cut closes the connection instead, so no per-read
 // context registration is held while idle.
+//
+// An idle connection's one goroutine is its reader, so it waits for the
+// client's bytes outside the websocket library (see clientConn), whose
+// reads need a stack of 4 KiB where the wait needs less than 2 KiB. Once
+// a goroutine's stack has grown the runtime keeps it, so the reader does
+// not park on the goroutine that read: it starts a fresh one to park.
 func (s *session) read() {
-	clientBytes := s.srv.metrics.clientBytes.WithLabelValues(s.req.endpoint)
 	for {
+		s.in.awaitReadable()
 		_, r, err := s.ws.Reader(context.Background())
 		if err != nil {
 			break
 		}
 		n, err := io.Copy(io.Discard, r)
-		clientBytes.Add(float64(n))
+		s.srv.metrics.clientBytes.WithLabelValues(s.req.endpoint).Add(float64(n))
 		if err != nil {
 			break
+		}
+		if !s.in.ready() {
+			go s.read() // parks with a small stack
+			return
 		}
 	}
 	s.mu.Lock()

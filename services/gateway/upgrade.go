@@ -354,7 +354,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, req *request, h
 		s.log.Debug("websocket accept failed", "err", err, "origin", r.Header.Get("Origin"))
 		return // Accept wrote the response
 	}
-	ss := newSession(s, ws, hw.watched, req)
+	ss := newSession(s, ws, hw.watched, hw.in, req)
 	ss.lease = ls
 	hw.watched.s = ss
 	if !s.add(ss) {
@@ -405,16 +405,19 @@ const (
 type hijackWriter struct {
 	http.ResponseWriter
 	watched *watchedConn
+	in      *clientConn
 }
 
 // watchedConn tells the session each time the connection takes bytes, for
 // the write watchdog, and saves a system call per frame: while the
-// session writes a message, a small write (the websocket library flushes
-// its buffer, holding the frame header, before it writes a large payload
-// straight through) is held back and sent with the next one in one
-// writev. The session's flush sends what is held when the message is
-// written. Its methods may run concurrently (the library answers pings
-// from the reader goroutine).
+// session writes a message, the library's full buffer (which it flushes,
+// holding the frame header, before it writes a large payload straight
+// through) is held back and sent with the next write in one writev. The
+// session's flush sends what is held when the message is written. Its
+// methods may run concurrently: the library answers pings and close
+// frames from the reader goroutine, and those frames (at most 127 bytes)
+// are never held, so a reader that ends the session right after one
+// leaves nothing unsent.
 type watchedConn struct {
 	net.Conn
 	s *session
@@ -436,11 +439,9 @@ var holdPool = sync.Pool{New: func() any { return new([holdSize]byte) }}
 func (c *watchedConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.holding && c.n+len(p) <= holdSize {
-		if c.held == nil {
-			c.held = holdPool.Get().(*[holdSize]byte)
-		}
-		c.n += copy(c.held[c.n:], p)
+	if c.holding && c.n == 0 && len(p) == holdSize {
+		c.held = holdPool.Get().(*[holdSize]byte)
+		c.n = copy(c.held[:], p)
 		return len(p), nil
 	}
 	if c.n == 0 {
@@ -503,17 +504,17 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	// Bytes the client sent after its request stay first in line.
-	var r *bufio.Reader
+	// The library reads through a clientConn (see park.go), which hands
+	// on first the bytes the client sent after its request.
+	in := &clientConn{Conn: conn}
 	if n := brw.Reader.Buffered(); n > 0 {
 		pending, _ := brw.Reader.Peek(n)
-		r = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(pending)), conn), max(readBufferSize, n))
-		_, _ = r.Peek(n)
-	} else {
-		r = bufio.NewReaderSize(conn, readBufferSize)
+		in.pending = bytes.Clone(pending)
 	}
+	in.br = bufio.NewReaderSize(in, readBufferSize)
+	w.in = in
 	w.watched = &watchedConn{Conn: conn}
-	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(w.watched, writeBufferSize)), nil
+	return in, bufio.NewReadWriter(in.br, bufio.NewWriterSize(w.watched, writeBufferSize)), nil
 }
 
 // Unwrap lets http.ResponseController reach the net/http writer.
