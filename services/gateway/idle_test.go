@@ -82,6 +82,50 @@ func TestIdleSessionGoroutines(t *testing.T) {
 	waitSessionGoroutines(t, n, 0)
 }
 
+// TestWritersExitWhenIdle: the goroutines that ran writers wait for more
+// work for writerIdle, then exit; Close ends the ones still waiting.
+func TestWritersExitWhenIdle(t *testing.T) {
+	ns := testNATS(t)
+	srv, hs := testGateway(t, ns, nil)
+	p := newPublisher(t, ns)
+	const n = 20
+	cs := make([]*websocket.Conn, n)
+	for i := range cs {
+		cs[i] = dial(t, hs.URL, "/v1/ws?output_id=idle", nil)
+		readControl(t, cs[i], wire.TypeHello)
+	}
+	for range 3 {
+		seq := p.publish("idle", "", img(1))
+		for _, c := range cs {
+			checkSeqs(t, readFrames(t, c, 1), []uint64{seq})
+		}
+	}
+	if got := poolGoroutines(); got == 0 || got > n {
+		t.Fatalf("%d writer goroutines right after the frames; want 1..%d", got, n)
+	}
+	deadline := time.Now().Add(writerIdle + 5*time.Second)
+	for poolGoroutines() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writer goroutines %v after the last frame; want 0", poolGoroutines(), writerIdle+5*time.Second)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.publish("idle", "", img(2))
+	for _, c := range cs {
+		readFrames(t, c, 1)
+	}
+	_ = srv.Close()
+	if got := poolGoroutines(); got != 0 {
+		t.Fatalf("%d writer goroutines after Close; want 0", got)
+	}
+}
+
+func poolGoroutines() int {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "gateway.(*writerPool).serve(")
+}
+
 // waitSessionGoroutines waits until the sessions' reader and writer
 // goroutines number readers and writers.
 func waitSessionGoroutines(t *testing.T, readers, writers int) {

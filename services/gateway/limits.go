@@ -88,7 +88,8 @@ func (l *limits) acquire(ip, sub string, resume bool) (*lease, *httpError) {
 
 // endResume gives back the lease's resume, if it holds one.
 func (ls *lease) endResume() {
-	if !ls.resuming.CompareAndSwap(true, false) {
+	// Load first: the writer calls it each time it runs out of work.
+	if !ls.resuming.Load() || !ls.resuming.CompareAndSwap(true, false) {
 		return
 	}
 	ls.l.mu.Lock()

@@ -57,6 +57,7 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	wg       sync.WaitGroup // sessions
+	writers  *writerPool
 }
 
 // New validates cfg, connects to NATS (retrying forever in the background,
@@ -78,6 +79,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		draining: make(chan struct{}),
 		ncClosed: make(chan struct{}),
 		sessions: make(map[*session]struct{}),
+		writers:  newWriterPool(),
 	}
 	if s.ips, err = newClientIPs(cfg.TrustedProxies); err != nil {
 		return nil, err
@@ -444,6 +446,7 @@ func (s *Server) Close() error {
 	})
 	s.closeAll()
 	s.wg.Wait()
+	s.writers.close()
 	s.stop()
 	s.bg.Wait()
 	s.hub.Close()

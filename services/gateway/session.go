@@ -39,9 +39,9 @@ var (
 //
 // The writer runs only while there is work: the start (hello), frames the
 // cursor has not sent, a due ping, or a close. Wake (from the hub, when a
-// ring the parked cursor follows changes) and the timers start it, and it
-// exits once idle, so an idle connection holds one goroutine and no writer
-// stack. Frames are never copied per connection: the writer sends each
+// ring the parked cursor follows changes) and the timers start it on one
+// of the server's writer goroutines (writerPool), and it returns once
+// idle, so an idle connection holds one goroutine, its reader. Frames are never copied per connection: the writer sends each
 // ring entry's shared wire bytes at the client's pace, so a slow client
 // lags in the ring instead of filling a queue.
 type session struct {
@@ -133,7 +133,7 @@ func (s *session) signal() {
 	}
 	s.running = true
 	s.writers.Add(1)
-	go s.writeLoop()
+	s.srv.writers.run(s)
 }
 
 // Wake is the cursor's hub.Waker: a ring it waits on changed.
@@ -244,8 +244,9 @@ func (s *session) read() {
 	s.srv.remove(s)
 }
 
-// writeLoop is the writer goroutine. When the session fails or must close,
-// it closes the connection with the code the cause calls for.
+// writeLoop is one run of the writer, on a writerPool goroutine. When the
+// session fails or must close, it closes the connection with the code the
+// cause calls for.
 func (s *session) writeLoop() {
 	defer s.writers.Done()
 	err := s.loop()
