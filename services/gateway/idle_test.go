@@ -69,11 +69,7 @@ func TestIdleSessionGoroutines(t *testing.T) {
 	_, hs := testGateway(t, ns, nil)
 	p := newPublisher(t, ns)
 	const n = 20
-	cs := make([]*websocket.Conn, n)
-	for i := range cs {
-		cs[i] = dial(t, hs.URL, "/v1/ws?output_id=idle", nil)
-		readControl(t, cs[i], wire.TypeHello)
-	}
+	cs := dialIdle(t, hs.URL, n)
 	waitSessionGoroutines(t, n, 0)
 	seq := p.publish("idle", "", img(1))
 	for _, c := range cs {
@@ -89,11 +85,7 @@ func TestWritersExitWhenIdle(t *testing.T) {
 	srv, hs := testGateway(t, ns, nil)
 	p := newPublisher(t, ns)
 	const n = 20
-	cs := make([]*websocket.Conn, n)
-	for i := range cs {
-		cs[i] = dial(t, hs.URL, "/v1/ws?output_id=idle", nil)
-		readControl(t, cs[i], wire.TypeHello)
-	}
+	cs := dialIdle(t, hs.URL, n)
 	for range 3 {
 		seq := p.publish("idle", "", img(1))
 		for _, c := range cs {
@@ -118,6 +110,17 @@ func TestWritersExitWhenIdle(t *testing.T) {
 	if got := poolGoroutines(); got != 0 {
 		t.Fatalf("%d writer goroutines after Close; want 0", got)
 	}
+}
+
+// dialIdle opens n connections to output idle and reads their hellos.
+func dialIdle(t *testing.T, base string, n int) []*websocket.Conn {
+	t.Helper()
+	cs := make([]*websocket.Conn, n)
+	for i := range cs {
+		cs[i] = dial(t, base, "/v1/ws?output_id=idle", nil)
+		readControl(t, cs[i], wire.TypeHello)
+	}
+	return cs
 }
 
 func poolGoroutines() int {
