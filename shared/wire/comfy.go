@@ -28,17 +28,26 @@ type ComfyFrame struct {
 // BE image type (1 JPEG, 2 PNG, 3 WEBP), the output id NUL-padded to 24
 // bytes, then img.
 func EncodeComfy(outputID string, f frame.Format, img []byte) ([]byte, error) {
+	b, err := ComfyPrefix(outputID, f, len(img))
+	if err != nil {
+		return nil, err
+	}
+	return append(b, img...), nil
+}
+
+// ComfyPrefix is the seed node's header that comes before the image. Its
+// capacity leaves room for extra more bytes.
+func ComfyPrefix(outputID string, f frame.Format, extra int) ([]byte, error) {
 	if err := subject.ValidateOutputID(outputID); err != nil {
 		return nil, err
 	}
 	if !f.Valid() {
 		return nil, fmt.Errorf("%w: image type %d; allowed: 1 (jpeg), 2 (png), 3 (webp)", frame.ErrInvalid, uint32(f))
 	}
-	b := make([]byte, ComfyHeaderSize+len(img))
+	b := make([]byte, ComfyHeaderSize, ComfyHeaderSize+extra)
 	binary.BigEndian.PutUint32(b[0:], EventPreviewImage)
 	binary.BigEndian.PutUint32(b[4:], uint32(f))
 	copy(b[8:32], outputID)
-	copy(b[ComfyHeaderSize:], img)
 	return b, nil
 }
 

@@ -41,15 +41,21 @@ func HeaderOf(seq uint64, m frame.Meta) Header {
 // EncodeNative returns the native frame: uint32 big-endian header length,
 // the header as JSON, then img.
 func EncodeNative(h Header, img []byte) []byte {
+	return append(NativePrefix(h, len(img)), img...)
+}
+
+// NativePrefix is what comes before the image in a native frame: the
+// header's length and the header. Its capacity leaves room for extra
+// more bytes.
+func NativePrefix(h Header, extra int) []byte {
 	js, err := json.Marshal(h)
 	if err != nil {
 		// Header has only strings and integers; Marshal cannot fail.
 		panic(fmt.Sprintf("wire: marshal header: %v", err))
 	}
-	b := make([]byte, 4+len(js)+len(img))
+	b := make([]byte, 4+len(js), 4+len(js)+extra)
 	binary.BigEndian.PutUint32(b, uint32(len(js)))
 	copy(b[4:], js)
-	copy(b[4+len(js):], img)
 	return b
 }
 
