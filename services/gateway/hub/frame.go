@@ -3,10 +3,12 @@ package hub
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"sync"
 
+	"github.com/framecast/framecast/services/gateway/zerocopy"
 	"github.com/framecast/framecast/shared/frame"
 	"github.com/framecast/framecast/shared/wire"
 )
@@ -31,6 +33,8 @@ type Frame struct {
 	image  []byte
 	native []byte
 	comfy  []byte
+	// The same as whole websocket messages in a zero-copy arena (Span).
+	nativeSpan, comfySpan *zerocopy.Span
 	// For a frame sent by reference: whether its image is here, or known
 	// to be gone, and the channel closed when a running fetch ends.
 	loaded   bool
@@ -193,4 +197,55 @@ func (f *Frame) Comfy() []byte {
 		f.comfy = b
 	}
 	return f.comfy
+}
+
+// Span returns the frame's native message (comfy: its ComfyDeploy
+// message), as a whole websocket binary message with its header, in a:
+// built on first use and sent to every connection from there. It returns
+// nil for an event or gap, a frame whose image is not here, a frame the
+// ComfyDeploy format cannot express, or when a cannot take it (the
+// caller sends the bytes instead).
+func (f *Frame) Span(a *zerocopy.Arena, comfy bool) *zerocopy.Span {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Event != "" || f.GapFrom != 0 || !f.loaded || f.image == nil {
+		return nil
+	}
+	slot := &f.nativeSpan
+	if comfy {
+		slot = &f.comfySpan
+	}
+	if *slot != nil {
+		return *slot
+	}
+	var prefix []byte
+	if comfy {
+		var err error
+		if prefix, err = wire.ComfyPrefix(f.Meta.OutputID, f.Meta.Format, 0); err != nil {
+			return nil
+		}
+	} else {
+		prefix = wire.NativePrefix(wire.HeaderOf(f.Seq, f.Meta), 0)
+	}
+	sp, err := a.Put(binaryHeader(len(prefix)+len(f.image)), prefix, f.image)
+	if err != nil {
+		return nil
+	}
+	*slot = sp
+	return sp
+}
+
+// binaryHeader is a server's websocket frame header for a whole binary
+// message of n bytes (RFC 6455 section 5.2: final, unmasked).
+func binaryHeader(n int) []byte {
+	switch {
+	case n < 126:
+		return []byte{0x82, byte(n)}
+	case n <= 0xffff:
+		return []byte{0x82, 126, byte(n >> 8), byte(n)}
+	default:
+		h := []byte{0x82, 127, 0, 0, 0, 0, 0, 0, 0, 0}
+		binary.BigEndian.PutUint64(h[2:], uint64(n))
+		return h
+	}
 }
