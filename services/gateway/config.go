@@ -92,6 +92,12 @@ type Config struct {
 	// their oldest frames, and a connection that still needs them reads
 	// them from the stream (one shared read). Default DefaultCacheBytes.
 	CacheBytes int64
+	// CopyFrames sends every frame by writing it to each socket. By
+	// default a frame of at least ZeroCopyMin bytes is kept once in a
+	// memory file and handed to each socket by reference (sendfile), which
+	// saves the kernel a copy per socket (package zerocopy); where memory
+	// files are missing the gateway copies anyway.
+	CopyFrames bool
 	// HubBuffer is the capacity, in messages, of the channel between NATS
 	// and the hub's dispatcher; default DefaultHubBuffer. When the
 	// dispatcher falls that far behind, NATS drops live frames of a

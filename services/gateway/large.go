@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/framecast/framecast/services/gateway/hub"
 	"github.com/framecast/framecast/services/gateway/replay"
+	"github.com/framecast/framecast/services/gateway/zerocopy"
 )
 
 // Frames sent by reference (frame.Meta.Object) arrive, live or from the
@@ -55,6 +57,9 @@ func (s *session) writeFrame(f *hub.Frame) error {
 		}
 		return err
 	}
+	if sp := s.span(f); sp != nil {
+		return s.sendSpan(sp)
+	}
 	data := f.Native()
 	if s.comfy() {
 		data = f.Comfy()
@@ -63,6 +68,46 @@ func (s *session) writeFrame(f *hub.Frame) error {
 		return nil // not expressible in the ComfyDeploy format
 	}
 	return s.write(false, data)
+}
+
+// ZeroCopyMin is the smallest frame (its image's bytes) sent from the
+// zero-copy arena: below it, copying costs the kernel less than looking
+// the pages up.
+const ZeroCopyMin = 16 << 10
+
+// span returns f's message for the connection as a zero-copy span, or nil
+// to write it instead.
+func (s *session) span(f *hub.Frame) *zerocopy.Span {
+	if s.srv.arena == nil || s.wc.raw == nil || f.Size() < ZeroCopyMin {
+		return nil
+	}
+	return f.Span(s.srv.arena, s.comfy())
+}
+
+// sendSpan sends a whole binary message from the arena, watched as write
+// watches a write.
+func (s *session) sendSpan(sp *zerocopy.Span) error {
+	s.stall.Store(time.Now().UnixNano())
+	err := s.wc.send(sp, s.in)
+	s.stall.Store(0)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errWrite, err)
+	}
+	s.frames.Inc()
+	s.bytes.Add(float64(spanPayload(sp.Len())))
+	return nil
+}
+
+// spanPayload is the payload of a server's websocket frame of n bytes:
+// n less its header (2, 4 or 10 bytes).
+func spanPayload(n int64) int64 {
+	switch {
+	case n-10 > 0xffff:
+		return n - 10
+	case n-4 >= 126:
+		return n - 4
+	}
+	return n - 2
 }
 
 // resolve fetches f's image, retrying failures other than ErrGone with

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/framecast/framecast/services/gateway/hub"
+	"github.com/framecast/framecast/services/gateway/zerocopy"
 )
 
 type metrics struct {
@@ -107,4 +108,12 @@ func (m *metrics) observeHub(reg *prometheus.Registry, h *hub.Hub) {
 			Name: "framecast_gateway_cursors_behind", Help: "Connections waiting for a stream read of frames the rings do not hold.",
 		}, func() float64 { return float64(h.Behind()) }),
 	)
+}
+
+// observeArena reports what the zero-copy arena holds.
+func (m *metrics) observeArena(reg *prometheus.Registry, a *zerocopy.Arena) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "framecast_gateway_sendfile_bytes",
+		Help: "Bytes of large frames' messages kept in the memory file they are sent from (sendfile), page-rounded; freed after the frames leave the rings.",
+	}, func() float64 { return float64(a.Held()) }))
 }

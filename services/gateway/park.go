@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"net"
+	"sync/atomic"
 )
 
 // An idle connection's one goroutine is its reader, and what it costs is
@@ -41,6 +42,8 @@ type clientConn struct {
 	control bool     // the current frame is a control frame
 	// fragmented: a data message's final frame is still to come.
 	fragmented bool
+	// peerClosed: the client sent a close frame (zero-copy sends stop).
+	peerClosed atomic.Bool
 	// inject: the last whole frame was a control frame outside a
 	// fragmented message; the next read at a frame boundary gets
 	// syntheticFrame.
@@ -93,6 +96,9 @@ func (c *clientConn) follow(b []byte) {
 		c.hn = 0
 		op := c.hdr[0] & 0x0f
 		c.control = op >= 8
+		if op == 8 {
+			c.peerClosed.Store(true)
+		}
 		if !c.control {
 			c.fragmented = c.hdr[0]&0x80 == 0
 		}

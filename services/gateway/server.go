@@ -20,6 +20,7 @@ import (
 	"github.com/framecast/framecast/services/gateway/auth"
 	"github.com/framecast/framecast/services/gateway/hub"
 	"github.com/framecast/framecast/services/gateway/replay"
+	"github.com/framecast/framecast/services/gateway/zerocopy"
 	"github.com/framecast/framecast/shared/stream"
 )
 
@@ -58,6 +59,9 @@ type Server struct {
 	sessions map[*session]struct{}
 	wg       sync.WaitGroup // sessions
 	writers  *writerPool
+	// arena keeps large frames' messages for zero-copy sends; nil: every
+	// frame is copied into each socket.
+	arena *zerocopy.Arena
 }
 
 // New validates cfg, connects to NATS (retrying forever in the background,
@@ -140,6 +144,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.mu.Lock()
 	s.hub = h
 	s.mu.Unlock()
+	if !cfg.CopyFrames {
+		if s.arena, err = zerocopy.New(); err != nil {
+			s.log.Info("large frames are copied into each socket", "reason", err)
+		} else {
+			s.metrics.observeArena(cfg.Registry, s.arena)
+		}
+	}
 	s.metrics.observeHub(cfg.Registry, h)
 	bgctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
@@ -451,6 +462,9 @@ func (s *Server) Close() error {
 	s.bg.Wait()
 	s.hub.Close()
 	s.nc.Close()
+	if s.arena != nil {
+		_ = s.arena.Close()
+	}
 	return nil
 }
 

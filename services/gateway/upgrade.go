@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -24,6 +25,7 @@ import (
 	"github.com/framecast/framecast/services/gateway/auth"
 	"github.com/framecast/framecast/services/gateway/hub"
 	"github.com/framecast/framecast/services/gateway/replay"
+	"github.com/framecast/framecast/services/gateway/zerocopy"
 	"github.com/framecast/framecast/shared/subject"
 )
 
@@ -420,7 +422,8 @@ type hijackWriter struct {
 // leaves nothing unsent.
 type watchedConn struct {
 	net.Conn
-	s *session
+	s   *session
+	raw syscall.RawConn // the socket, for zero-copy sends; nil: none
 
 	mu      sync.Mutex
 	holding bool            // a message is being written
@@ -482,6 +485,27 @@ func (c *watchedConn) flush() error {
 	return err
 }
 
+// send writes a whole message from a zero-copy span. c.mu orders it with
+// the library's writes, and the library writes a control frame (a pong, a
+// close) in one Write: a frame never lands inside another. After the
+// client's close frame (which the library answers) it sends nothing.
+func (c *watchedConn) send(sp *zerocopy.Span, in *clientConn) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if in.peerClosed.Load() {
+		return net.ErrClosed
+	}
+	if c.n > 0 { // held by a message whose flush has not come yet
+		n, err := c.Conn.Write(c.held[:c.n])
+		c.progressed(n)
+		c.release()
+		if err != nil {
+			return err
+		}
+	}
+	return sp.SendTo(c.raw, c.progressed)
+}
+
 // release returns the hold buffer. It needs c.mu.
 func (c *watchedConn) release() {
 	c.arr = [2][]byte{}
@@ -514,6 +538,9 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	in.br = bufio.NewReaderSize(in, readBufferSize)
 	w.in = in
 	w.watched = &watchedConn{Conn: conn}
+	if sc, ok := conn.(syscall.Conn); ok {
+		w.watched.raw, _ = sc.SyscallConn()
+	}
 	return in, bufio.NewReadWriter(in.br, bufio.NewWriterSize(w.watched, writeBufferSize)), nil
 }
 

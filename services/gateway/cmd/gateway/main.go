@@ -53,6 +53,7 @@ func run(args []string) error {
 	fs.BoolVar(&cfg.AllowAnonymous, "allow-anonymous", false, "allow clients without a token (development only: anyone reads everything)")
 	fs.Int64Var(&cfg.CacheBytes, "cache-bytes", gateway.DefaultCacheBytes, "bytes of frames the gateway keeps in memory for all connections; past it the least recently used outputs lose their oldest frames")
 	fs.StringVar(&cfg.ComfyTokenParam, "comfy-token-param", "token", "query parameter the ComfyDeploy endpoint reads a JWT from besides the Authorization header; another name when the apps' URLs carry a token= of their own, \"-\" for the header only")
+	fs.BoolVar(&cfg.CopyFrames, "copy-frames", false, "write every frame into each socket instead of handing large frames' pages to the kernel once (sendfile from a memory file)")
 	fs.IntVar(&cfg.HubBuffer, "hub-buffer", gateway.DefaultHubBuffer, "messages NATS may queue for the gateway's dispatcher; past it a subscription drops live frames, healed by a stream read (a small value forces such drops, for tests)")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", gateway.DefaultWriteTimeout, "bound on one websocket write")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", gateway.DefaultPingInterval, "websocket keepalive ping period")
