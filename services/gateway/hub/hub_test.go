@@ -237,16 +237,17 @@ func TestSlowConsumerOneRead(t *testing.T) {
 	r.mu.Unlock()
 	checkOrder(t, drain(t, c, w, len(want)), want)
 	// Frames still arriving after the release may overflow the channel
-	// again: each drop NATS reports is healed by exactly one read.
-	drops := e.drops.Load()
-	if n := e.reads.Load(); n != drops {
-		t.Errorf("stream reads: got %d; want %d, one per slow consumer reported", n, drops)
+	// again: each drop NATS reports is healed by one read at most (a drop
+	// reported before the read for an earlier one began is healed by it).
+	drops, reads := e.drops.Load(), e.reads.Load()
+	if reads < 1 || reads > drops {
+		t.Errorf("stream reads: got %d; want 1..%d, at most one per slow consumer reported", reads, drops)
 	}
 	// The other output's ring was not touched.
 	seq := e.publish("p", "")
 	checkOrder(t, drain(t, oc, other, 1), []uint64{seq})
-	if n := e.reads.Load(); n != drops {
-		t.Errorf("stream reads after the other output's frame: got %d; want %d", n, drops)
+	if n := e.reads.Load(); n != reads {
+		t.Errorf("stream reads after the other output's frame: got %d; want %d", n, reads)
 	}
 }
 
