@@ -338,3 +338,25 @@ func TestClientConnFrames(t *testing.T) {
 func sameFrame(a, b rawFrame) bool {
 	return a.fin == b.fin && a.op == b.op && bytes.Equal(a.payload, b.payload)
 }
+
+// FuzzClientConnFollow: any bytes a client sends, in any pieces, leave
+// clientConn's frame state consistent: a header shorter than its longest
+// form, and the empty message due only at a frame boundary.
+func FuzzClientConnFollow(f *testing.F) {
+	f.Add([]byte{0x89, 0x80, 1, 2, 3, 4, 0x82, 0xfe, 0, 200}, uint8(3))
+	f.Add(rawFrame{op: 2, payload: make([]byte, 70000)}.encode(), uint8(255))
+	f.Fuzz(func(t *testing.T, b []byte, piece uint8) {
+		c := &clientConn{}
+		for len(b) > 0 {
+			n := min(len(b), int(piece)+1)
+			c.follow(b[:n])
+			b = b[n:]
+			if c.hn >= len(c.hdr) {
+				t.Fatalf("header state at %d of %d bytes", c.hn, len(c.hdr))
+			}
+			if c.inject && (c.hn != 0 || c.payload != 0 || c.fragmented) {
+				t.Fatalf("empty message due inside a frame (header %d bytes in, payload %d to come, fragmented %v)", c.hn, c.payload, c.fragmented)
+			}
+		}
+	})
+}
