@@ -41,9 +41,10 @@ var (
 // cursor has not sent, a due ping, or a close. Wake (from the hub, when a
 // ring the parked cursor follows changes) and the timers start it on one
 // of the server's writer goroutines (writerPool), and it returns once
-// idle, so an idle connection holds one goroutine, its reader. Frames are never copied per connection: the writer sends each
-// ring entry's shared wire bytes at the client's pace, so a slow client
-// lags in the ring instead of filling a queue.
+// idle, so an idle connection holds one goroutine, its reader. Frames are
+// never copied per connection: the writer sends each ring entry's shared
+// wire bytes (from 16 KiB, its pages: zerocopy) at the client's pace, so
+// a slow client lags in the ring instead of filling a queue.
 type session struct {
 	srv     *Server
 	ws      *websocket.Conn
