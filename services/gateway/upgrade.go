@@ -423,7 +423,8 @@ type hijackWriter struct {
 type watchedConn struct {
 	net.Conn
 	s   *session
-	raw syscall.RawConn // the socket, for zero-copy sends; nil: none
+	raw syscall.RawConn  // the socket, for zero-copy sends; nil: none
+	zc  *zerocopy.Sender // made at the first zero-copy send
 
 	mu      sync.Mutex
 	holding bool            // a message is being written
@@ -503,7 +504,10 @@ func (c *watchedConn) send(sp *zerocopy.Span, in *clientConn) error {
 			return err
 		}
 	}
-	return sp.SendTo(c.raw, c.progressed)
+	if c.zc == nil {
+		c.zc = zerocopy.NewSender(c.raw, c.progressed)
+	}
+	return c.zc.Send(sp)
 }
 
 // release returns the hold buffer. It needs c.mu.

@@ -1,6 +1,6 @@
 // Package zerocopy sends the same bytes to many sockets without copying
 // them per socket: an Arena keeps each span of bytes, once, in a memory
-// file (memfd), and Span.SendTo hands its pages to a socket with
+// file (memfd), and a Sender hands its pages to a socket with
 // sendfile. The kernel then queues references to the pages, where a write
 // would copy the bytes into every socket's buffer.
 //

@@ -105,40 +105,69 @@ func (a *Arena) cut(off, n int64) {
 	})
 }
 
-// SendTo writes the span to the socket behind sock, waiting while the
-// socket's buffer is full. progress is told each write's byte count. On an
-// error, part of the span may have been sent.
-func (s *Span) SendTo(sock syscall.RawConn, progress func(int)) error {
-	var serr error
-	ferr := s.a.file.rc.Control(func(src uintptr) {
-		off, end := s.off, s.off+s.n
-		err := sock.Write(func(dst uintptr) bool {
-			for off < end {
-				n, err := unix.Sendfile(int(dst), int(src), &off, int(min(end-off, 1<<30)))
-				if n > 0 {
-					progress(n)
-				}
-				switch {
-				case err == unix.EAGAIN:
-					return false // wait until the socket takes more
-				case err == unix.EINTR:
-				case err != nil:
-					serr = err
-					return true
-				case n == 0:
-					serr = io.ErrUnexpectedEOF
-					return true
-				}
-			}
-			return true
-		})
-		if serr == nil {
-			serr = err
-		}
-	})
-	runtime.KeepAlive(s)
-	if ferr != nil {
+// Sender sends spans to one socket. It allocates nothing per send: a
+// fan-out sends every frame to every socket.
+type Sender struct {
+	sock     syscall.RawConn
+	progress func(int)
+	// Bound once: a method value made per send would be allocated.
+	withSource func(uintptr)
+	write      func(uintptr) bool
+
+	// The send in progress.
+	src      int
+	off, end int64
+	err      error
+}
+
+// NewSender returns a Sender to the socket behind sock; progress is told
+// each write's byte count.
+func NewSender(sock syscall.RawConn, progress func(int)) *Sender {
+	s := &Sender{sock: sock, progress: progress}
+	s.withSource = s.source
+	s.write = s.writeTo
+	return s
+}
+
+// Send writes sp to the socket, waiting while the socket's buffer is full.
+// On an error, part of the span may have been sent. A Sender sends one
+// span at a time.
+func (s *Sender) Send(sp *Span) error {
+	s.off, s.end, s.err = sp.off, sp.off+sp.n, nil
+	if err := sp.a.file.rc.Control(s.withSource); err != nil {
 		return ErrClosed
 	}
-	return serr
+	runtime.KeepAlive(sp) // its pages stay until the send is over
+	return s.err
+}
+
+// source runs with the arena's file descriptor held open.
+func (s *Sender) source(src uintptr) {
+	s.src = int(src)
+	if err := s.sock.Write(s.write); s.err == nil {
+		s.err = err
+	}
+}
+
+// writeTo sends what is left of the span; false: wait until the socket
+// takes more.
+func (s *Sender) writeTo(dst uintptr) bool {
+	for s.off < s.end {
+		n, err := unix.Sendfile(int(dst), s.src, &s.off, int(min(s.end-s.off, 1<<30)))
+		if n > 0 {
+			s.progress(n)
+		}
+		switch {
+		case err == unix.EAGAIN:
+			return false
+		case err == unix.EINTR:
+		case err != nil:
+			s.err = err
+			return true
+		case n == 0:
+			s.err = io.ErrUnexpectedEOF
+			return true
+		}
+	}
+	return true
 }

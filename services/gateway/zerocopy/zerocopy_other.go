@@ -15,5 +15,11 @@ func (a *Arena) Close() error { return nil }
 // Put reports ErrUnsupported.
 func (a *Arena) Put(parts ...[]byte) (*Span, error) { return nil, ErrUnsupported }
 
-// SendTo reports ErrUnsupported.
-func (s *Span) SendTo(sock syscall.RawConn, progress func(int)) error { return ErrUnsupported }
+// Sender sends spans to one socket.
+type Sender struct{}
+
+// NewSender returns a Sender whose sends report ErrUnsupported.
+func NewSender(sock syscall.RawConn, progress func(int)) *Sender { return &Sender{} }
+
+// Send reports ErrUnsupported.
+func (s *Sender) Send(sp *Span) error { return ErrUnsupported }

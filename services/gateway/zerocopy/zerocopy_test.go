@@ -82,11 +82,11 @@ func TestSendTo(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			var sent int
-			progress := func(n int) { sent += n }
-			if err := one.SendTo(rc, progress); err != nil {
+			snd := NewSender(rc, func(n int) { sent += n })
+			if err := snd.Send(one); err != nil {
 				t.Errorf("socket %d: %v", i, err)
 			}
-			if err := small.SendTo(rc, progress); err != nil {
+			if err := snd.Send(small); err != nil {
 				t.Errorf("socket %d: %v", i, err)
 			}
 			if sent != len(want) {
@@ -131,7 +131,7 @@ func TestSendToClosedSocket(t *testing.T) {
 	}
 	server, _ := pair(t) // the client never reads
 	done := make(chan error, 1)
-	go func() { done <- s.SendTo(rawConn(t, server), func(int) {}) }()
+	go func() { done <- NewSender(rawConn(t, server), func(int) {}).Send(s) }()
 	time.Sleep(100 * time.Millisecond)
 	_ = server.Close()
 	select {
@@ -156,8 +156,9 @@ func TestSpansCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 64 {
-		if _, err := a.Put(random(100 << 10)); err != nil {
+	spans := make([]*Span, 64)
+	for i := range spans {
+		if spans[i], err = a.Put(random(100 << 10)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -176,6 +177,7 @@ func TestSpansCut(t *testing.T) {
 	if b := blocks(); b < 64*(100<<10) {
 		t.Fatalf("file holds %d bytes; want the spans' %d at least", b, 64*(100<<10))
 	}
+	runtime.KeepAlive(spans)
 	for i := 0; a.Held() != 8192; i++ {
 		if i > 100 {
 			t.Fatalf("held %d bytes after the spans went; want 8192 (the one kept)", a.Held())
@@ -188,7 +190,8 @@ func TestSpansCut(t *testing.T) {
 	}
 
 	server, client := pair(t)
-	if err := keep.SendTo(rawConn(t, server), func(int) {}); err != nil {
+	snd := NewSender(rawConn(t, server), func(int) {})
+	if err := snd.Send(keep); err != nil {
 		t.Fatal(err)
 	}
 	got := make([]byte, 5000)
@@ -198,8 +201,37 @@ func TestSpansCut(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := keep.SendTo(rawConn(t, server), func(int) {}); err != ErrClosed {
+	if err := snd.Send(keep); err != ErrClosed {
 		t.Fatalf("send after Close: %v; want ErrClosed", err)
 	}
 	runtime.KeepAlive(keep)
+}
+
+// TestSendAllocs: a send allocates nothing (a fan-out makes one per frame
+// per socket).
+func TestSendAllocs(t *testing.T) {
+	a, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	sp, err := a.Put(random(20 << 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, client := pair(t)
+	go func() { _, _ = io.Copy(io.Discard, client) }()
+	var sent int
+	snd := NewSender(rawConn(t, server), func(n int) { sent += n })
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := snd.Send(sp); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per send; want 0", allocs)
+	}
+	if sent != 101*(20<<10) {
+		t.Fatalf("progress %d bytes; want %d", sent, 101*(20<<10))
+	}
 }
