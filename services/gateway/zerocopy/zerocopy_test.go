@@ -43,6 +43,21 @@ func rawConn(t *testing.T, c syscall.Conn) syscall.RawConn {
 	return rc
 }
 
+// newSpan is a span of n random bytes in an arena of its own.
+func newSpan(t *testing.T, n int) *Span {
+	t.Helper()
+	a, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	sp, err := a.Put(random(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sp
+}
+
 func random(n int) []byte {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
@@ -120,15 +135,7 @@ func TestSendTo(t *testing.T) {
 // TestSendToClosedSocket: a socket closed under a send ends it with an
 // error, not a hang.
 func TestSendToClosedSocket(t *testing.T) {
-	a, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	s, err := a.Put(random(32 << 20))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSpan(t, 32<<20)
 	server, _ := pair(t) // the client never reads
 	done := make(chan error, 1)
 	go func() { done <- NewSender(rawConn(t, server), func(int) {}).Send(s) }()
@@ -210,15 +217,7 @@ func TestSpansCut(t *testing.T) {
 // TestSendAllocs: a send allocates nothing (a fan-out makes one per frame
 // per socket).
 func TestSendAllocs(t *testing.T) {
-	a, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	sp, err := a.Put(random(20 << 10))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := newSpan(t, 20<<10)
 	server, client := pair(t)
 	go func() { _, _ = io.Copy(io.Discard, client) }()
 	var sent int
