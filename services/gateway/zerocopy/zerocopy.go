@@ -12,6 +12,7 @@ package zerocopy
 
 import (
 	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
 )
@@ -47,9 +48,10 @@ func (s *Span) Len() int64 { return s.n }
 // Held is how many bytes the arena's spans hold, rounded up to pages.
 func (a *Arena) Held() int64 { return a.held.Load() }
 
-// pageSize is the unit spans are rounded up to. A span that shared a page
-// with another could not be cut without writing zeroes into that page,
-// which data queued in a socket may still reference.
-const pageSize = 4096
+// pageSize is the unit spans are rounded up to: the system's memory page.
+// A span that shared a page with another could not be cut without writing
+// zeroes into that page, which data queued in a socket may still
+// reference.
+var pageSize = int64(os.Getpagesize())
 
 func roundUp(n int64) int64 { return (n + pageSize - 1) &^ (pageSize - 1) }
