@@ -78,8 +78,9 @@ func TestIdleSessionGoroutines(t *testing.T) {
 	waitSessionGoroutines(t, n, 0)
 }
 
-// TestWritersExitWhenIdle: the goroutines that ran writers wait for more
-// work for writerIdle, then exit; Close ends the ones still waiting.
+// TestWritersExitWhenIdle: the goroutines that ran writers are reused,
+// wait for more work for writerIdle, then exit; Close ends the ones still
+// waiting.
 func TestWritersExitWhenIdle(t *testing.T) {
 	ns := testNATS(t)
 	srv, hs := testGateway(t, ns, nil)
@@ -92,8 +93,11 @@ func TestWritersExitWhenIdle(t *testing.T) {
 			checkSeqs(t, readFrames(t, c, 1), []uint64{seq})
 		}
 	}
-	if got := poolGoroutines(); got == 0 || got > n {
-		t.Fatalf("%d writer goroutines right after the frames; want 1..%d", got, n)
+	// Three frames to each of n connections: the goroutines were reused,
+	// not started per run (they wait writerIdle, so a slow machine may
+	// already have seen some go).
+	if got := poolGoroutines(); got > n {
+		t.Fatalf("%d writer goroutines right after the frames; want at most %d", got, n)
 	}
 	deadline := time.Now().Add(writerIdle + 5*time.Second)
 	for poolGoroutines() > 0 {
