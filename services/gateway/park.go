@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"net"
+	"sync"
 	"sync/atomic"
 )
 
@@ -32,6 +33,11 @@ type clientConn struct {
 	net.Conn
 	// br is the library's buffered reader over this connection.
 	br *bufio.Reader
+	// outside orders the reader's look at what is buffered (ready), made
+	// outside the library, with reads the library makes on another
+	// goroutine: the close handshake the writer runs (session.finish).
+	// Reads inside the library are ordered by the library.
+	outside sync.Mutex
 	// pending: what the client sent after its upgrade request, which
 	// net/http had read; it is read first.
 	pending []byte
@@ -71,6 +77,8 @@ func (c *clientConn) Read(p []byte) (int, error) {
 // ready reports whether the library has bytes to read without waiting
 // for the client.
 func (c *clientConn) ready() bool {
+	c.outside.Lock()
+	defer c.outside.Unlock()
 	return c.br.Buffered() > 0 || c.inject || len(c.pending) > 0
 }
 

@@ -257,7 +257,9 @@ func (s *session) writeLoop() {
 	s.mu.Lock()
 	s.ended = true
 	s.mu.Unlock()
+	s.in.outside.Lock() // the close handshake reads the client's frames
 	s.finish(err)
+	s.in.outside.Unlock()
 	s.cancel()
 	_ = s.ws.CloseNow()
 }
