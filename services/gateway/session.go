@@ -218,7 +218,9 @@ func (s *session) read() {
 			break
 		}
 		n, err := io.Copy(io.Discard, r)
-		s.srv.metrics.clientBytes.WithLabelValues(s.req.endpoint).Add(float64(n))
+		if n > 0 { // not the empty message after each pong (clientConn)
+			s.srv.metrics.clientBytes.WithLabelValues(s.req.endpoint).Add(float64(n))
+		}
 		if err != nil {
 			break
 		}
