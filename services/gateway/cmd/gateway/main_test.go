@@ -18,3 +18,13 @@ func TestGCPercentRefused(t *testing.T) {
 		t.Errorf("--gc-percent lots: got %v; want the flag's parse error", err)
 	}
 }
+
+// TestCopyFramesRefused: --copy-frames takes a boolean, and anything else
+// is refused with the flag's name.
+func TestCopyFramesRefused(t *testing.T) {
+	for _, v := range []string{"--copy-frames=maybe", "--copy-frames=2"} {
+		if err := run([]string{v}); err == nil || !strings.Contains(err.Error(), "copy-frames") {
+			t.Errorf("%s: got %v; want the flag's parse error", v, err)
+		}
+	}
+}
